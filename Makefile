@@ -1,0 +1,41 @@
+# Two commands on a fresh machine (python3 + make): `make demo` runs the whole pipeline on synthetic bins, offline;
+# `make test` runs the test suite. Each sets up its own virtual environment from the pinned requirements first.
+PYTHON ?= python3
+VENV := .venv
+CONTAINER_VENV := .venv-container
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-all bench venv clean
+
+# torch goes first and pinned: an unpinned resolve pulls the newest CUDA build and several GB of nvidia packages.
+$(VENV)/.ready: requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $$(grep '^torch==' requirements.txt)
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+# A stand-in for the SageMaker inference container (transformers 4.51.3 + the real inference toolkit).
+$(CONTAINER_VENV)/.ready: inference/requirements-container.txt
+	test -x $(CONTAINER_VENV)/bin/python || $(PYTHON) -m venv $(CONTAINER_VENV)
+	$(CONTAINER_VENV)/bin/python -m pip install -q $$(grep '^torch==' inference/requirements-container.txt)
+	$(CONTAINER_VENV)/bin/python -m pip install -q -r inference/requirements-container.txt
+	touch $@
+
+venv: $(VENV)/.ready $(CONTAINER_VENV)/.ready
+
+demo: $(VENV)/.ready
+	$(PY) -m demo $(DEMO_ARGS)
+
+test: venv
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-all: venv
+	$(PY) -m pytest -m "" $(PYTEST_ARGS)
+
+bench: $(VENV)/.ready
+	$(PY) -m bench.all
+
+clean:
+	rm -rf runs outputs bench/results

@@ -1,0 +1,75 @@
+"""Shared fixtures: real local stand-ins (moto's server, the ABID sample) and tiny models built from config."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from cloud.local import aws_env, moto_server
+
+ROOT = Path(__file__).resolve().parents[1]
+ABID_SAMPLE = ROOT.parent / "shared" / "abid-sample"
+TINY_CONFIGS = ROOT / "train" / "configs"
+
+os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def python_env(**extra: str) -> dict[str, str]:
+    """Environment for subprocesses that run this project's entry points the way a user does."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", **extra}
+    return env
+
+
+@pytest.fixture(scope="session")
+def python() -> str:
+    return sys.executable
+
+
+@pytest.fixture(scope="session")
+def abid_sample() -> Path:
+    """The real ABID images and metadata beside the checkout; tests skip (with the reason) when it is absent."""
+    if not (ABID_SAMPLE / "bin-images").is_dir():
+        pytest.skip(f"real ABID sample not found at {ABID_SAMPLE}")
+    return ABID_SAMPLE
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint(tmp_path_factory) -> str:
+    """One moto_server process on 127.0.0.1 for the whole session (S3 + SageMaker APIs)."""
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    with moto_server(log_path=str(log)) as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def aws(moto_endpoint, monkeypatch) -> str:
+    """Point boto3 (and the SageMaker SDK) at the moto server for one test; returns the endpoint."""
+    for key, value in aws_env(moto_endpoint).items():
+        monkeypatch.setenv(key, value)
+    return moto_endpoint
+
+
+def make_tiny_model(out: Path, arch: str = "tiny-resnet", labels: list[str] | None = None, seed: int = 0) -> Path:
+    """Save a randomly initialised model + processor from a shipped tiny config, with count labels."""
+    import torch
+    from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
+
+    labels = labels or [str(i) for i in range(6)]
+    config = AutoConfig.from_pretrained(TINY_CONFIGS / arch, num_labels=len(labels),
+                                        id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)})
+    torch.manual_seed(seed)
+    model = AutoModelForImageClassification.from_config(config)
+    model.save_pretrained(out)
+    AutoImageProcessor.from_pretrained(TINY_CONFIGS / arch).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny ResNet counting model folder (random weights, labels "0".."5"), as train.run would save it."""
+    return make_tiny_model(tmp_path_factory.mktemp("tiny-model"))
