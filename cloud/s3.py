@@ -6,6 +6,7 @@ code talks to real S3, a local mirror such as moto's server, or any S3-compatibl
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -43,7 +44,8 @@ def client(endpoint_url: str | None = None, region: str | None = None, unsigned:
         unsigned = session.get_credentials() is None
     config = Config(
         max_pool_connections=max_connections,
-        retries={"max_attempts": 5, "mode": "adaptive"},
+        retries={"max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS", 5)), "mode": "adaptive"},
+        connect_timeout=10,
         signature_version=UNSIGNED if unsigned else None,
     )
     return session.client("s3", endpoint_url=endpoint_url, region_name=region or session.region_name or "us-east-1",

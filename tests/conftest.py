@@ -25,9 +25,25 @@ def python_env(**extra: str) -> dict[str, str]:
     return env
 
 
+HUB_TOKEN = "hf_local_test_token"
+
+
+def hub_env(endpoint: str, home: Path, token: str | None = HUB_TOKEN, **extra: str) -> dict[str, str]:
+    """Subprocess environment that points huggingface_hub (read at import) at a local Hub, with its own HF_HOME."""
+    env = python_env(HF_ENDPOINT=endpoint, HF_HUB_DISABLE_XET="1", HF_HUB_OFFLINE="0", HF_HOME=str(home), **extra)
+    env.pop("HF_TOKEN", None)
+    if token:
+        env["HF_TOKEN"] = token
+    return env
+
+
 @pytest.fixture(scope="session")
-def python() -> str:
-    return sys.executable
+def hub(tmp_path_factory):
+    """A local Hub-compatible server on 127.0.0.1 (tests/hub_server.py); ``hub.endpoint``, ``hub.tokens``."""
+    from tests.hub_server import HubServer
+
+    with HubServer(tmp_path_factory.mktemp("hub")) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -12,15 +12,14 @@ import sys
 import textwrap
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import python_env
-from tests.hub_server import HubServer, hub_server
+from tests.conftest import HUB_TOKEN, hub_env
+from tests.hub_server import hub_server
 
-TOKEN = "hf_local_test_token"
+TOKEN = HUB_TOKEN
 
 # Shared by the pushing and the loading client, so both sides describe a DatasetDict the same way.
 DESCRIBE_DATASET = """
@@ -35,21 +34,11 @@ def describe(dataset_dict):
 
 
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory) -> Iterator[HubServer]:
-    with HubServer(tmp_path_factory.mktemp("hub")) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def client(hub, tmp_path_factory):
     """Run Python code as a user would, against the hub, in a fresh HF_HOME; returns the last line it printed."""
 
     def run(code: str, *args: str, token: str | None = TOKEN) -> str:
-        env = python_env(HF_ENDPOINT=hub.endpoint, HF_HUB_DISABLE_XET="1", HF_HUB_OFFLINE="0",
-                         HF_HOME=str(tmp_path_factory.mktemp("hf-home")))
-        env.pop("HF_TOKEN", None)
-        if token:
-            env["HF_TOKEN"] = token
+        env = hub_env(hub.endpoint, tmp_path_factory.mktemp("hf-home"), token)
         done = subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args], env=env, capture_output=True,
                               text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-4000:]

@@ -1,0 +1,411 @@
+"""Build the ABID bin-count dataset: ``python -m data.build --source SRC --output DIR``.
+
+Sources: ``s3://bucket[/prefix]`` (default the public ``s3://aft-vbi-pds``, unsigned when no credentials exist;
+``--endpoint_url`` for S3-compatible stores), a local folder with the bucket layout, or count folders. The output is a
+``DatasetDict`` (``datasets.load_from_disk(DIR)``) with a dataset card, a class histogram, ``build_report.json`` and
+``dropped.jsonl`` (every bad record and why).
+
+Streaming and resumable: bins are listed lazily and processed in chunks (in ``--num_proc`` processes, many reads in
+flight each); every finished chunk is a set of parquet shards in ``--work_dir``. A killed build started again redoes
+only unfinished chunks and produces the same dataset. On several hosts (a SageMaker Processing job), each host takes
+every ``num_hosts``-th chunk with ``--shards_only``; ``--assemble_from`` then merges the hosts' shards.
+
+Examples::
+
+    python -m data.build --output runs/abid-moderate                                   # counts 0-5, whole bucket
+    python -m data.build --output runs/udacity --min_count 1 --subset file_list.json   # the capstone subset
+    python -m data.build --output runs/hard --max_count 20 --overflow_bucket           # all counts, 21+ bucket
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import queue
+import shlex
+import shutil
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from itertools import islice
+from pathlib import Path
+
+from tqdm.auto import tqdm
+from transformers import HfArgumentParser
+
+from cloud import s3
+from data import abid, card
+from data.shards import SHARD_FEATURES, ChunkSettings, process_chunk, report_path
+from data.sources import DEFAULT_SOURCE, Candidate, Store, candidates
+from data.subsets import SPLITS, load_id_list, parse_split_files
+
+logger = logging.getLogger("data.build")
+
+
+@dataclass
+class SourceArguments:
+    source: str = field(default=DEFAULT_SOURCE, metadata={
+        "help": "s3://bucket[/prefix], a local folder with bin-images/ + metadata/, or count folders <root>/<count>/."})
+    endpoint_url: str | None = field(default=None, metadata={"help": "S3-compatible endpoint (default: AWS)."})
+    unsigned: bool = field(default=False, metadata={
+        "help": "Force anonymous S3 requests (automatic when no AWS credentials are found)."})
+
+
+@dataclass
+class SelectionArguments:
+    min_count: int = field(default=0, metadata={"help": "Smallest count kept (1 for the Udacity capstone task)."})
+    max_count: int = field(default=5, metadata={"help": "Largest count kept as its own class; -1 keeps every count."})
+    overflow_bucket: bool = field(default=False, metadata={
+        "help": "Keep counts above max_count in one last class named '<max_count+1>+'."})
+    subset: str | None = field(default=None, metadata={
+        "help": "Only ids in this list: a Udacity file_list.json or an abid_challenge [[idx0, count], ...] file."})
+    split_files: list[str] = field(default_factory=list, metadata={
+        "help": "Take splits from lists instead of hashing ids, e.g. train=counting_train.json test=counting_val.json"})
+    split_ratios: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1], metadata={
+        "help": "train/validation/test fractions for the id-hash split."})
+    limit: int | None = field(default=None, metadata={"help": "Consider only the first N listed bins (quick runs)."})
+
+
+@dataclass
+class OutputArguments:
+    output: str = field(metadata={"help": "Folder for the DatasetDict, card, histogram and report."})
+    shorter_side: int = field(default=256, metadata={"help": "Resize images once so their shorter side is this."})
+    keep_original: bool = field(default=False, metadata={"help": "Keep the original JPEG bytes (no resize)."})
+    jpeg_quality: int = field(default=90, metadata={"help": "JPEG quality of resized images."})
+    max_pixels: int = field(default=40_000_000, metadata={"help": "Larger images are dropped as decompression bombs."})
+    num_proc: int = field(default=os.cpu_count() or 1, metadata={"help": "Worker processes."})
+    io_threads: int = field(default=32, metadata={"help": "Reads in flight per worker process."})
+    chunk_size: int = field(default=1000, metadata={"help": "Bins per chunk (unit of work and of resumption)."})
+    work_dir: str | None = field(default=None, metadata={"help": "Shards of an unfinished build (default OUTPUT.work)."})
+    keep_work_dir: bool = field(default=False, metadata={"help": "Keep the shards after a successful build."})
+    overwrite: bool = field(default=False, metadata={"help": "Rebuild from scratch even if OUTPUT or shards exist."})
+    shards_only: bool = field(default=False, metadata={
+        "help": "Only write this host's shards to OUTPUT (one host of a multi-host build); no assembly."})
+    num_hosts: int | None = field(default=None, metadata={"help": "Hosts sharing the build (default: SageMaker's)."})
+    host_index: int | None = field(default=None, metadata={"help": "This host's index (default: SageMaker's)."})
+    assemble_from: list[str] = field(default_factory=list, metadata={
+        "help": "Assemble shards written by --shards_only hosts (folders or s3:// prefixes) instead of building."})
+    push_to_hub: str | None = field(default=None, metadata={"help": "Hub dataset id to publish to (token: HF_TOKEN)."})
+    private: bool = field(default=False, metadata={"help": "Create the Hub dataset as private."})
+
+
+class UsageError(Exception):
+    """Bad arguments or an unusable source: one line for the user, exit code 2."""
+
+
+def hosts(args: OutputArguments) -> tuple[int, int]:
+    """(num_hosts, host_index) from the arguments, SageMaker's env, or a Processing job's resourceconfig.json."""
+    if args.num_hosts is not None:
+        return args.num_hosts, args.host_index or 0
+    if "SM_HOSTS" in os.environ and "SM_CURRENT_HOST" in os.environ:
+        names = sorted(json.loads(os.environ["SM_HOSTS"]))
+        return len(names), names.index(os.environ["SM_CURRENT_HOST"])
+    config = Path("/opt/ml/config/resourceconfig.json")
+    if config.is_file():
+        doc = json.loads(config.read_text())
+        names = sorted(doc["hosts"])
+        return len(names), names.index(doc["current_host"])
+    return 1, 0
+
+
+def options_of(source: SourceArguments, selection: SelectionArguments, out: OutputArguments) -> dict:
+    """The settings that determine the dataset: a resumed or re-run build must match them exactly."""
+    return {
+        "source": source.source.rstrip("/"), **{k: v for k, v in asdict(selection).items()},
+        "shorter_side": None if out.keep_original else out.shorter_side, "jpeg_quality": out.jpeg_quality,
+        "max_pixels": out.max_pixels, "chunk_size": out.chunk_size,
+    }
+
+
+def selected(stream: Iterator[Candidate], subset: set[str] | None, stats: Counter) -> Iterator[Candidate]:
+    """Candidates in the subset (all when None); counts the others and notes whether folders gave splits."""
+    for candidate in stream:
+        if subset is None or candidate.image_id in subset:
+            stats["folder_splits"] |= candidate.folder_split is not None
+            yield candidate
+        else:
+            stats[abid.NOT_IN_SUBSET] += 1
+
+
+def chunks(stream: Iterator[Candidate], size: int) -> Iterator[tuple[int, list[Candidate]]]:
+    index = 0
+    while chunk := list(islice(stream, size)):
+        yield index, chunk
+        index += 1
+
+
+_worker_reader = None
+
+
+def _init_worker(settings: ChunkSettings) -> None:
+    global _worker_reader
+    _worker_reader = settings.store.reader()
+
+
+def _run_chunk(job: tuple[ChunkSettings, Path, int, list[Candidate]]) -> dict:
+    settings, work_dir, index, chunk = job
+    return process_chunk(settings, work_dir, index, chunk, _worker_reader)
+
+
+def process_all(settings: ChunkSettings, work_dir: Path, stream: Iterator[Candidate], out: OutputArguments,
+                host: tuple[int, int]) -> tuple[int, int]:
+    """Process every unfinished chunk of this host; returns (total chunks listed, bins processed in this run).
+
+    Listing runs here in the main thread (so its errors surface here), feeding at most ``2 * num_proc`` chunks to
+    the workers at a time, so memory stays flat however long the listing is.
+    """
+    num_hosts, host_index = host
+    processed, total = 0, 0
+    with tqdm(desc="bins", unit="img", dynamic_ncols=True) as progress:
+
+        def done(report: dict | BaseException) -> None:
+            nonlocal processed
+            if isinstance(report, BaseException):
+                raise report
+            processed += report["candidates"]
+            progress.update(report["candidates"])
+            for image_id, reason, detail in report["dropped"]:
+                logger.warning("skipped %s: %s%s", image_id, reason, f" ({detail})" if detail else "")
+
+        def jobs() -> Iterator[tuple]:
+            nonlocal total
+            for index, chunk in chunks(stream, out.chunk_size):
+                total = index + 1
+                if index % num_hosts != host_index:
+                    continue
+                if report_path(work_dir, index).is_file():
+                    progress.update(len(chunk))
+                    continue
+                yield settings, work_dir, index, chunk
+
+        if out.num_proc <= 1:
+            _init_worker(settings)
+            for job in jobs():
+                done(_run_chunk(job))
+            return total, processed
+        results: queue.Queue = queue.Queue()
+        with multiprocessing.get_context("fork").Pool(out.num_proc, _init_worker, (settings,)) as pool:
+            pending = 0
+            for job in jobs():
+                if pending >= 2 * out.num_proc:
+                    done(results.get())
+                    pending -= 1
+                pool.apply_async(_run_chunk, (job,), callback=results.put, error_callback=results.put)
+                pending += 1
+            for _ in range(pending):
+                done(results.get())
+    return total, processed
+
+
+def assemble(work_dir: Path, output: Path, labels: abid.LabelSpace, splits: list[str]) -> tuple[list[str], dict]:
+    """Merge every chunk's shards, in chunk order, into a DatasetDict at ``output``; returns (names, report totals)."""
+    from datasets import ClassLabel, Dataset, DatasetDict
+
+    manifest = json.loads((work_dir / "manifest.json").read_text())
+    reports, missing = [], []
+    for index in range(manifest["total_chunks"]):
+        path = report_path(work_dir, index)
+        (reports.append(json.loads(path.read_text())) if path.is_file() else missing.append(index))
+    if missing:
+        raise UsageError(f"{len(missing)} of {manifest['total_chunks']} chunks are not built yet "
+                         f"(first missing: {missing[0]}); run the remaining hosts or resume the build")
+    largest = max((int(label) for r in reports for kept in r["kept"].values() for label in kept), default=0)
+    names = labels.names(largest)
+    features = SHARD_FEATURES.copy()
+    features["label"] = ClassLabel(names=names)
+    cache = work_dir / "cache"
+    datasets = {}
+    for split in splits:
+        files = sorted(str(p) for p in (work_dir / "shards").glob(f"*-{split}.parquet"))
+        datasets[split] = (Dataset.from_parquet(files, features=features, cache_dir=str(cache), split=split) if files
+                           else Dataset.from_dict({k: [] for k in features}, features=features))
+    tmp = output.with_name(f".{output.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    # An empty split saved as zero shards cannot be loaded back: give it one.
+    DatasetDict(datasets).save_to_disk(str(tmp), num_shards={s: 1 for s, d in datasets.items() if not len(d)} or None)
+    shutil.rmtree(cache, ignore_errors=True)
+    per_class = {}
+    for split in splits:
+        counts = Counter()
+        for r in reports:
+            counts.update({names[int(k)]: v for k, v in r["kept"].get(split, {}).items()})
+        per_class[split] = {name: counts.get(name, 0) for name in names}
+    dropped = Counter(reason for r in reports for _, reason, _ in r["dropped"])
+    excluded = Counter()
+    for r in reports:
+        excluded.update(r["excluded"])
+    excluded.update(manifest.get("excluded", {}))
+    with open(tmp / "dropped.jsonl", "w") as f:
+        for r in reports:
+            for image_id, reason, detail in r["dropped"]:
+                f.write(json.dumps({"image_id": image_id, "reason": reason, "detail": detail}) + "\n")
+    if output.exists():
+        shutil.rmtree(output)
+    os.replace(tmp, output)
+    totals = {"listed": sum(r["candidates"] for r in reports) + excluded.get(abid.NOT_IN_SUBSET, 0),
+              "kept": sum(sum(c.values()) for c in per_class.values()),
+              "per_split": {s: sum(per_class[s].values()) for s in splits}, "per_class": per_class,
+              "dropped": dict(dropped), "excluded": dict(excluded)}
+    return names, totals
+
+
+def fetch_shards(sources: list[str], work_dir: Path) -> None:
+    """Gather shards written by several hosts (folders or S3 prefixes) into one work dir."""
+    for source in sources:
+        if s3.is_s3_uri(source):
+            s3.download_prefix(s3.client(), source, work_dir)
+        else:
+            shutil.copytree(source, work_dir, dirs_exist_ok=True)
+    if not (work_dir / "manifest.json").is_file():
+        raise UsageError(f"no manifest.json among the shards in {', '.join(sources)}")
+
+
+def is_synthetic(store: Store) -> bool:
+    """Synthetic buckets carry a ``synthetic.json`` at their root (written by ``data.synthetic``)."""
+    try:
+        store.reader()("synthetic.json")
+        return True
+    except Exception:  # noqa: BLE001 - absent, whatever the store says about it
+        return False
+
+
+def push(output: Path, repo_id: str, private: bool) -> None:
+    """Publish the dataset, then its card and histogram, so ``load_dataset(repo_id)`` works."""
+    from datasets import load_from_disk
+    from huggingface_hub import DatasetCard, HfApi
+
+    load_from_disk(str(output)).push_to_hub(repo_id, private=private)
+    hub_card = DatasetCard.load(repo_id, repo_type="dataset")
+    ours = DatasetCard((output / "README.md").read_text())
+    for key in ("dataset_info", "configs"):  # what load_dataset reads from the card the Hub generated
+        if key in hub_card.data:
+            ours.data[key] = hub_card.data[key]
+    api = HfApi()
+    api.upload_file(path_or_fileobj=str(output / "class_histogram.png"), path_in_repo="class_histogram.png",
+                    repo_id=repo_id, repo_type="dataset")
+    ours.push_to_hub(repo_id, repo_type="dataset")
+
+
+def build(source: SourceArguments, selection: SelectionArguments, out: OutputArguments) -> dict:
+    """Run (or resume, or assemble) a build; returns the build report."""
+    output = Path(out.output)
+    options = options_of(source, selection, out)
+    report_file = output / "build_report.json"
+    if not out.overwrite and not out.shards_only and not out.assemble_from and report_file.is_file():
+        previous = json.loads(report_file.read_text())
+        if previous.get("options") == options:
+            logger.info("dataset already built at %s (use --overwrite to rebuild)", output)
+            return previous
+        raise UsageError(f"{output} holds a dataset built with other options; use --overwrite or another --output")
+    if selection.min_count < 0 or (0 <= selection.max_count < selection.min_count):
+        raise UsageError(f"invalid count range {selection.min_count}..{selection.max_count}")
+    if len(selection.split_ratios) != 3 or min(selection.split_ratios) < 0 or sum(selection.split_ratios) <= 0:
+        raise UsageError("--split_ratios needs three non-negative fractions (train validation test)")
+    if s3.is_s3_uri(source.source):
+        try:
+            s3.parse_s3_uri(source.source)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+    labels = abid.LabelSpace(selection.min_count, selection.max_count, selection.overflow_bucket)
+    work_dir = output if out.shards_only else Path(out.work_dir or f"{str(output).rstrip('/')}.work")
+    if out.overwrite and work_dir.exists():
+        shutil.rmtree(work_dir)
+    started = time.time()
+    processed, store = 0, Store(source.source, source.endpoint_url, source.unsigned or None)
+    if out.assemble_from:
+        fetch_shards(out.assemble_from, work_dir)
+        manifest = json.loads((work_dir / "manifest.json").read_text())
+        if manifest["options"] != options:
+            raise UsageError("the shards were built with other options than these arguments")
+    else:
+        try:
+            split_lists = {k: frozenset(v) for k, v in parse_split_files(selection.split_files).items()} or None
+            subset = load_id_list(selection.subset) if selection.subset else None
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+        if split_lists:
+            subset = (subset or set().union(*split_lists.values())) & set().union(*split_lists.values())
+        manifest_file = work_dir / "manifest.json"
+        if manifest_file.is_file() and json.loads(manifest_file.read_text())["options"] != options:
+            raise UsageError(f"{work_dir} holds shards of a build with other options; use --overwrite or another "
+                             f"--work_dir")
+        work_dir.mkdir(parents=True, exist_ok=True)
+        settings = ChunkSettings(store, labels, tuple(selection.split_ratios), split_lists,
+                                 None if out.keep_original else out.shorter_side, out.max_pixels, out.jpeg_quality,
+                                 out.io_threads)
+        stats: Counter = Counter()
+        stream = selected(candidates(store), subset, stats)
+        if selection.limit is not None:
+            stream = islice(stream, selection.limit)
+        try:
+            total, processed = process_all(settings, work_dir, stream, out, hosts(out))
+        except (s3.S3Error, FileNotFoundError, PermissionError) as error:
+            raise UsageError(str(error)) from None
+        if total == 0:
+            raise UsageError(f"no bins found at {source.source}")
+        manifest = {"options": options, "total_chunks": total, "folder_splits": bool(stats.pop("folder_splits", 0)),
+                    "excluded": dict(stats)}
+        manifest_file.write_text(json.dumps(manifest, indent=1))
+        if out.shards_only:
+            logger.info("wrote shards for host %d of %d to %s", hosts(out)[1] + 1, hosts(out)[0], work_dir)
+            return manifest
+    splits = [s for s in SPLITS if s in (selection.split_files and [x.split("=")[0] for x in selection.split_files]
+                                         or SPLITS)]
+    names, totals = assemble(work_dir, output, labels, splits)
+    elapsed = time.time() - started
+    report = {
+        "source": source.source, "command": "python -m data.build " + shlex.join(sys.argv[1:]), "options": options,
+        **totals, "classes": names, "elapsed_s": round(elapsed, 2),
+        "images_per_s": round(processed / elapsed, 1) if processed else None,
+        "split_rule": (f"from lists ({', '.join(selection.split_files)})" if selection.split_files else
+                       "from the source's <split>/<count>/ folders" if manifest.get("folder_splits") else
+                       f"sha256 of the image id, train/validation/test ratios {selection.split_ratios}"),
+        "image_rule": ("original JPEG bytes" if out.keep_original else
+                       f"shorter side resized to {out.shorter_side} px, JPEG quality {out.jpeg_quality}"),
+    }
+    card.plot_histogram(report["per_class"], names, output / "class_histogram.png")
+    synthetic = not out.assemble_from and is_synthetic(store)
+    (output / "README.md").write_text(card.render(report, names, "class_histogram.png", synthetic))
+    report_file.write_text(json.dumps(report, indent=1))
+    if not out.keep_work_dir:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    if out.push_to_hub:
+        push(output, out.push_to_hub, out.private)
+    return report
+
+
+def summary(report: dict) -> str:
+    lines = [f"kept {report['kept']} of {report['listed']} listed bins "
+             f"({', '.join(f'{s}: {n}' for s, n in report['per_split'].items())})"]
+    for split, counts in report["per_class"].items():
+        lines.append(f"  {split:<10} " + "  ".join(f"{k}:{v}" for k, v in counts.items()))
+    if report["dropped"]:
+        lines.append("dropped: " + ", ".join(f"{k}={v}" for k, v in sorted(report["dropped"].items())))
+    if report["excluded"]:
+        lines.append("excluded: " + ", ".join(f"{k}={v}" for k, v in sorted(report["excluded"].items())))
+    if report.get("images_per_s"):
+        lines.append(f"{report['images_per_s']} images/s, {report['elapsed_s']} s")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    parser = HfArgumentParser((SourceArguments, SelectionArguments, OutputArguments))
+    source, selection, out = parser.parse_args_into_dataclasses(argv)
+    try:
+        report = build(source, selection, out)
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if "kept" in report:
+        print(summary(report))
+        print(f"dataset: {out.output}  (datasets.load_from_disk)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""The dataset card (README.md) and class histogram that travel with every built dataset, locally and on the Hub."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+LICENSE_NOTE = (
+    "The images and metadata come from the [Amazon Bin Image Dataset](https://registry.opendata.aws/amazon-bin-imagery/)"
+    " (`s3://aft-vbi-pds`), © Amazon.com, Inc., licensed under the [Creative Commons Attribution-NonCommercial-"
+    "ShareAlike 3.0 United States licence](https://creativecommons.org/licenses/by-nc-sa/3.0/us/) (CC BY-NC-SA 3.0 "
+    "US). This derived dataset (resized images, count labels) is shared under the same licence; non-commercial use "
+    "only, with attribution."
+)
+SYNTHETIC_NOTE = "Synthetic bins rendered by `python -m data.synthetic` in the ABID layout and metadata schema."
+
+
+def plot_histogram(per_split: dict[str, dict[str, int]], names: list[str], path: Path) -> Path:
+    """Grouped bar chart: images per count class, one bar per split."""
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.5 * len(names) + 3), 3.6))
+    splits = [s for s in per_split if sum(per_split[s].values())]
+    width = 0.8 / max(1, len(splits))
+    for i, split in enumerate(splits):
+        values = [per_split[split].get(name, 0) for name in names]
+        ax.bar([x + (i - (len(splits) - 1) / 2) * width for x in range(len(names))], values, width, label=split)
+    ax.set_xticks(range(len(names)), names)
+    ax.set_xlabel("items in bin (class)")
+    ax.set_ylabel("images")
+    ax.set_title("Class histogram")
+    if splits:
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def render(report: dict, names: list[str], histogram: str, synthetic: bool) -> str:
+    """Markdown card with Hub metadata: what the data is, how it was built, sizes, classes and licence."""
+    per_split = report["per_class"]
+    total = sum(sum(c.values()) for c in per_split.values())
+    rows = "\n".join(f"| {name} | " + " | ".join(str(per_split[s].get(name, 0)) for s in per_split) +
+                     f" | {sum(per_split[s].get(name, 0) for s in per_split)} |" for name in names)
+    dropped = "\n".join(f"| {reason} | {n} |" for reason, n in sorted(report["dropped"].items())) or "| none | 0 |"
+    excluded = ", ".join(f"{reason}: {n}" for reason, n in sorted(report["excluded"].items())) or "none"
+    overflow = "; the last class means that many or more" if names[-1].endswith("+") else ""
+    size = "n<1K" if total < 1000 else "1K<n<10K" if total < 10_000 else "10K<n<100K" if total < 100_000 \
+        else "100K<n<1M"
+    return f"""---
+license: cc-by-nc-sa-3.0
+pretty_name: ABID bin counts
+task_categories:
+- image-classification
+tags:
+- object-counting
+- inventory
+- amazon-bin-image-dataset
+size_categories:
+- {size}
+---
+
+# ABID bin counts
+
+Images of warehouse bins (front view of a fabric pod bin) labelled with the number of items they hold, for training
+item counters. Each row: `image` (JPEG), `label` (class name = item count{overflow}), `image_id` (the ABID id, a
+string: `121` and `00121` are different bins), `expected_quantity` (the count from the metadata), `num_asins`
+(distinct products; -1 when unknown), `original_width` / `original_height`.
+
+{SYNTHETIC_NOTE if synthetic else "Built from the Amazon Bin Image Dataset."}
+
+## How it was built
+
+- Source: `{report["source"]}`
+- Command: `{report["command"]}`
+- Labels: `EXPECTED_QUANTITY` from each bin's metadata; bins with missing or unreadable metadata are dropped, never
+  labelled 0. Classes: {", ".join(names)}.
+- Splits: {report["split_rule"]}.
+- Images: {report["image_rule"]}.
+
+## Splits and classes
+
+![class histogram]({histogram})
+
+| class | {" | ".join(per_split)} | total |
+|---|{"---|" * len(per_split)}---|
+{rows}
+| **total** | {" | ".join(str(sum(per_split[s].values())) for s in per_split)} | {total} |
+
+## Records left out
+
+Bad records (skipped and counted; each is listed in `dropped.jsonl`):
+
+| reason | images |
+|---|---|
+{dropped}
+
+Excluded by the selection: {excluded}.
+
+## Licence
+
+{LICENSE_NOTE}
+"""

@@ -1,0 +1,148 @@
+"""Turn one chunk of listed bins into parquet shards (one per split) and a chunk report.
+
+A chunk is the unit of work, of parallelism and of resumption: its report is written last, atomically, so a chunk
+with a report is finished and a killed build redoes at most the chunks that were in flight. Reads overlap (many GETs
+in flight per worker), so a build from a real bucket is bound by CPU, not by S3 latency.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from datasets import Features, Image, Value
+
+from cloud.s3 import read_many
+from data import abid
+from data.images import prepare
+from data.sources import Candidate, Store
+from data.subsets import hash_split
+
+SHARD_FEATURES = Features({
+    "image": Image(),
+    "label": Value("int64"),
+    "image_id": Value("string"),
+    "expected_quantity": Value("int32"),
+    "num_asins": Value("int32"),
+    "original_width": Value("int32"),
+    "original_height": Value("int32"),
+})
+
+
+@dataclass(frozen=True)
+class ChunkSettings:
+    """Everything a worker needs to process chunks the same way in any process or on any host."""
+
+    store: Store
+    labels: abid.LabelSpace
+    split_ratios: tuple[float, float, float]
+    split_lists: dict[str, frozenset[str]] | None
+    shorter_side: int | None
+    max_pixels: int
+    jpeg_quality: int
+    io_threads: int
+
+
+def shard_paths(work_dir: Path, index: int) -> tuple[Path, str]:
+    """Folder and file-name prefix of chunk ``index``'s shards; its report is ``<prefix>.json``."""
+    return work_dir / "shards", f"{index:06d}"
+
+
+def report_path(work_dir: Path, index: int) -> Path:
+    folder, prefix = shard_paths(work_dir, index)
+    return folder / f"{prefix}.json"
+
+
+def process_chunk(settings: ChunkSettings, work_dir: Path, index: int, chunk: list[Candidate], reader=None) -> dict:
+    """Process one chunk end to end and return its report (also written to ``report_path``)."""
+    reader = reader or settings.store.reader()
+    dropped: list[tuple[str, str, str]] = []
+    excluded: Counter[str] = Counter()
+    labelled: list[tuple[Candidate, int, int, int, str]] = []  # candidate, quantity, asins, label, split
+
+    def drop(candidate: Candidate, reason: str, detail: str = "") -> None:
+        dropped.append((candidate.image_id, reason, detail))
+
+    # Labels first: metadata is small, and bins outside the count range need no image download.
+    usable = []
+    for candidate in chunk:
+        if candidate.duplicate:
+            drop(candidate, abid.DUPLICATE_ID, candidate.image_key or candidate.metadata_key or "")
+        elif candidate.image_key is None:
+            drop(candidate, abid.IMAGE_MISSING)
+        elif candidate.metadata_key is None and candidate.folder_count is None:
+            drop(candidate, abid.METADATA_MISSING)
+        else:
+            usable.append(candidate)
+    with_metadata = [c for c in usable if c.metadata_key is not None]
+    metadata = dict(zip((c.image_id for c in with_metadata),
+                        read_many(reader, (c.metadata_key for c in with_metadata), settings.io_threads)))
+    for candidate in usable:
+        if candidate.metadata_key is None:
+            quantity, asins = candidate.folder_count, -1
+        else:
+            raw = metadata[candidate.image_id]
+            try:
+                if isinstance(raw, Exception):
+                    raise abid.BadRecord(abid.READ_FAILED, f"{candidate.metadata_key}: {raw}")
+                parsed = abid.parse_metadata(raw)
+            except abid.BadRecord as bad:
+                drop(candidate, bad.reason, bad.detail)
+                continue
+            quantity, asins = parsed.expected_quantity, parsed.num_asins
+        label = settings.labels.label_of(quantity)
+        if label is None:
+            excluded[abid.COUNT_OUT_OF_RANGE] += 1
+            continue
+        split = candidate.folder_split or _list_split(settings.split_lists, candidate.image_id) \
+            or hash_split(candidate.image_id, settings.split_ratios)
+        labelled.append((candidate, quantity, asins, label, split))
+
+    rows: dict[str, list[dict]] = {}
+    images = read_many(reader, (entry[0].image_key for entry in labelled), settings.io_threads)
+    for (candidate, quantity, asins, label, split), raw in zip(labelled, images):
+        try:
+            if isinstance(raw, Exception):
+                raise abid.BadRecord(abid.READ_FAILED, f"{candidate.image_key}: {raw}")
+            image = prepare(raw, settings.shorter_side, settings.max_pixels, settings.jpeg_quality)
+        except abid.BadRecord as bad:
+            drop(candidate, bad.reason, bad.detail)
+            continue
+        rows.setdefault(split, []).append({
+            "image": {"bytes": image.data, "path": candidate.image_key},
+            "label": label, "image_id": candidate.image_id, "expected_quantity": quantity, "num_asins": asins,
+            "original_width": image.original_size[0], "original_height": image.original_size[1],
+        })
+
+    folder, prefix = shard_paths(work_dir, index)
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, split_rows in rows.items():
+        table = pa.Table.from_pylist(split_rows, schema=SHARD_FEATURES.arrow_schema)
+        _atomic(folder / f"{prefix}-{split}.parquet", lambda tmp: pq.write_table(table, tmp))
+    report = {
+        "index": index,
+        "candidates": len(chunk),
+        "kept": {split: dict(Counter(str(r["label"]) for r in split_rows)) for split, split_rows in rows.items()},
+        "dropped": dropped,
+        "excluded": dict(excluded),
+    }
+    _atomic(report_path(work_dir, index), lambda tmp: Path(tmp).write_text(json.dumps(report)))
+    return report
+
+
+def _list_split(split_lists: dict[str, frozenset[str]] | None, image_id: str) -> str | None:
+    for split, ids in (split_lists or {}).items():
+        if image_id in ids:
+            return split
+    return None
+
+
+def _atomic(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    write(str(tmp))
+    os.replace(tmp, path)
