@@ -1,0 +1,367 @@
+"""Count the items in bin images: the serving hooks for the SageMaker Hugging Face inference toolkit, and the core
+the local server (``inference.serve``) and the CLI share.
+
+This file ships alone as ``code/inference.py`` in ``model.tar.gz``, so it imports nothing from the project, and it
+runs under transformers 4.x (the inference container) as well as 5.x. The toolkit calls ``model_fn`` once, then
+``input_fn`` -> ``predict_fn`` -> ``output_fn`` per request; it never builds its own pipeline (``HF_TASK`` is ignored).
+
+Requests
+    ``image/jpeg``, ``image/png``, any other ``image/*``, ``application/x-image``, ``application/octet-stream``:
+    the body is one image. ``application/json``: ``{"inputs": <base64 image> | [<base64 image>, ...],
+    "parameters": {"expected_quantity": n | [n or null, ...], "top_k": k, "match_threshold": t,
+    "mismatch_threshold": t}}`` with every parameter optional and ``expected_quantity`` shaped like ``inputs``.
+
+Response (``application/json``): one object per image; a single image (raw body or a base64 string) gives one object,
+a list gives a list in the same order::
+
+    {
+      "count": 3,                        # the most probable count (a "K+" class reads as K)
+      "label": "3",                      # that class's name
+      "probabilities": {"0": 0.01, ...}, # every class, in class order; sums to 1
+      "expected_count": 2.87,            # probability-weighted mean count ("K+" counts as K: a lower bound)
+      "top_k": [{"label": "3", "count": 3, "probability": 0.61}, ...],  # only when top_k is given
+      "expected_quantity": 3,            # verify mode only (expected_quantity given for this image) ...
+      "match_probability": 0.61,         # ... P(the bin holds exactly that many); null when the model cannot say
+      "verdict": "match",                # ... "match" | "mismatch" | "uncertain"
+      "reason": "..."                    # ... only when the model cannot represent the expected quantity
+    }
+
+Verify mode: ``match`` when P(expected) >= match threshold (default 0.5: the expected count is then more likely
+than all other counts together, hence the prediction); ``mismatch`` when P(expected) <= mismatch threshold (default
+0.1: at least 90% of the probability says otherwise, so a flag that sends someone to recount a bin is rarely a false
+alarm); ``uncertain`` in between, where the image does not settle it. A "K+" class answers for every expected
+quantity >= K; a quantity the labels cannot represent (0 for a "1".."5" model, 7 for "0".."5") is ``uncertain`` with
+a reason. Defaults come from BINCOUNT_MATCH_THRESHOLD / BINCOUNT_MISMATCH_THRESHOLD on the endpoint, and each
+request may override them in ``parameters``.
+
+Errors are ``{"error": "<one line>"}`` with a 4xx status: 400 bad input (including images that are not JPEG, PNG,
+WebP, BMP, GIF or TIFF, or more than 20:1 elongated), 406 Accept without JSON, 413 too large (body over
+BINCOUNT_MAX_BODY_BYTES, more images than BINCOUNT_MAX_IMAGES, an image over BINCOUNT_MAX_IMAGE_PIXELS: checked from
+the header, before decoding), 415 unsupported Content-Type.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import math
+import os
+import threading
+from dataclasses import dataclass, field, fields, replace
+from http import HTTPStatus
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+IMAGE_TYPES = ("application/x-image", "application/octet-stream")  # besides image/*
+IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")  # no decoder that runs outside programs (EPS)
+MAX_ASPECT_RATIO = 20  # a resize to the processor's shortest edge would blow a 40000x10 strip up to gigabytes
+JSON_TYPE = "application/json"
+JSON_ACCEPTS = {"*/*", "application/*", JSON_TYPE, "application/jsonlines", "application/x-jsonlines"}
+PARAMETERS = ("expected_quantity", "top_k", "match_threshold", "mismatch_threshold")
+
+
+class BadRequest(Exception):
+    """A request the client must fix: its HTTP status and a one-line message that is safe to send back."""
+
+    def __init__(self, message: str, status: int = HTTPStatus.BAD_REQUEST):
+        super().__init__(message)
+        self.status = int(status)
+
+    @property
+    def body(self) -> str:
+        return json.dumps({"error": str(self)})
+
+    def carried(self, context: Any) -> BadRequest:
+        """Raise it, except under the toolkit (which passes a context): its handle() would turn the exception into a
+        400 with the exception's text, so there the error travels on as a value and output_fn answers it."""
+        if context is None:
+            raise self
+        return self
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Limits and verify thresholds; ``from_env`` reads each from BINCOUNT_<NAME> on the endpoint."""
+
+    max_body_bytes: int = 16 * 2**20  # a JSON batch of 64 base64 ABID images fits with room to spare
+    max_images: int = 64
+    max_image_pixels: int = 40_000_000  # a 40 MP photo; bin cameras take well under 1 MP
+    match_threshold: float = 0.5
+    mismatch_threshold: float = 0.1
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        values = {}
+        for f in fields(cls):
+            if (text := os.environ.get(f"BINCOUNT_{f.name.upper()}")) is not None:
+                try:
+                    values[f.name] = type(f.default)(text)
+                except ValueError:
+                    kind = "an integer" if isinstance(f.default, int) else "a number"
+                    raise ValueError(f"BINCOUNT_{f.name.upper()} must be {kind}, got {text!r}") from None
+        return cls(**values)
+
+    def __post_init__(self) -> None:
+        for name in ("max_body_bytes", "max_images", "max_image_pixels"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0 <= self.mismatch_threshold < self.match_threshold <= 1:
+            raise ValueError(f"verify thresholds need 0 <= mismatch_threshold ({self.mismatch_threshold}) < "
+                             f"match_threshold ({self.match_threshold}) <= 1")
+
+
+@dataclass
+class CountingModel:
+    """The classifier, its saved pre-processing, and what each class means as a count."""
+
+    model: torch.nn.Module
+    processor: Any
+    labels: list[str]
+    counts: list[int]
+    device: torch.device
+    lock: threading.Lock = field(default_factory=threading.Lock)  # one forward at a time, whatever the threads
+
+    def class_of(self, quantity: int) -> int | None:
+        """The class that holds ``quantity`` items ("K+" holds K and more), or None when no class does."""
+        for index, (label, count) in enumerate(zip(self.labels, self.counts)):
+            if quantity == count or (label.endswith("+") and quantity > count):
+                return index
+        return None
+
+    @property
+    def min_edge(self) -> int | None:
+        """The image side the processor's resize needs, so JPEG draft decoding never goes below it."""
+        size = self.processor.size or {}
+        edge = max(size.get("height") or 0, size.get("width") or 0, size.get("shortest_edge") or 0)
+        crop_pct = getattr(self.processor, "crop_pct", None)
+        if size.get("shortest_edge") and crop_pct:
+            edge = math.ceil(edge / crop_pct)  # resized to shortest_edge / crop_pct, then center-cropped
+        return edge or None
+
+
+@dataclass
+class Request:
+    """A checked request: its images opened (header read, not yet decoded) and its parameters resolved."""
+
+    images: list[Image.Image]
+    names: list[str]  # how errors name each image: "body" or "inputs[i]"
+    single: bool  # answer one object rather than a list
+    expected: list[int | None]
+    top_k: int | None
+    match_threshold: float
+    mismatch_threshold: float
+
+
+def model_fn(model_dir: str, context: Any = None) -> CountingModel:
+    """Hook: load the saved model (safetensors only, no remote code) and processor, on the worker's GPU if any."""
+    Settings.from_env()  # a misconfigured endpoint fails at start-up, not on every request
+    gpu = int((getattr(context, "system_properties", None) or {}).get("gpu_id") or 0)
+    device = torch.device("cuda", gpu) if torch.cuda.is_available() else torch.device("cpu")
+    model = AutoModelForImageClassification.from_pretrained(model_dir, use_safetensors=True, trust_remote_code=False)
+    processor = AutoImageProcessor.from_pretrained(model_dir, trust_remote_code=False)
+    labels = [model.config.id2label[i] for i in range(len(model.config.id2label))]
+    try:
+        counts = [int(label.rstrip("+")) for label in labels]
+    except ValueError:
+        raise ValueError(f"class names must be counts like '3' or '5+', got {labels}") from None
+    return CountingModel(model.to(device).eval(), processor, labels, counts, device)
+
+
+def input_fn(body: bytes | bytearray | str | None, content_type: str | None, context: Any = None) -> Any:
+    """Hook: check and open the request's images."""
+    try:
+        return parse_request(body, content_type, Settings.from_env())
+    except BadRequest as error:
+        return error.carried(context)
+
+
+def predict_fn(data: Request | BadRequest, model: CountingModel, context: Any = None) -> Any:
+    """Hook: one batched forward pass for every image of the request."""
+    if isinstance(data, BadRequest):
+        return data
+    try:
+        return predict(model, data)
+    except BadRequest as error:
+        return error.carried(context)
+
+
+def output_fn(prediction: Any, accept: str | None, context: Any = None) -> str:
+    """Hook: the JSON response; under the toolkit a rejected request becomes its status and our error body."""
+    try:
+        if isinstance(prediction, BadRequest):
+            raise prediction
+        return encode_response(prediction, accept)
+    except BadRequest as error:
+        if context is None:
+            raise
+        context.set_response_status(error.status, HTTPStatus(error.status).phrase)
+        return error.body
+
+
+def parse_request(body: bytes | bytearray | str | None, content_type: str | None, settings: Settings) -> Request:
+    """Check the body against the limits, open its images (headers only) and resolve the parameters."""
+    body = body.encode() if isinstance(body, str) else bytes(body or b"")
+    media_type = (content_type or "").split(";")[0].strip().lower()
+    if media_type != JSON_TYPE and not media_type.startswith("image/") and media_type not in IMAGE_TYPES:
+        raise BadRequest(f"unsupported Content-Type {content_type!r}: send an image (image/*, {', '.join(IMAGE_TYPES)})"
+                         f" or {JSON_TYPE}", HTTPStatus.UNSUPPORTED_MEDIA_TYPE)
+    if not body:
+        raise BadRequest("empty body")
+    if len(body) > settings.max_body_bytes:
+        raise BadRequest(f"body is {len(body)} bytes, over the limit of {settings.max_body_bytes}",
+                         HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+    if media_type != JSON_TYPE:
+        image = open_image(body, "body", settings.max_image_pixels)
+        return Request([image], ["body"], True, [None], None, settings.match_threshold, settings.mismatch_threshold)
+
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise BadRequest(f"body is not valid JSON: {error}") from None
+    if not isinstance(document, dict) or "inputs" not in document:
+        raise BadRequest('a JSON body is an object {"inputs": ..., "parameters": {...}}')
+    if unknown := sorted(set(document) - {"inputs", "parameters"}):
+        raise BadRequest(f"unknown field(s) {unknown}: a JSON body has 'inputs' and optional 'parameters'")
+    inputs = document["inputs"]
+    single = isinstance(inputs, str)
+    encoded = [inputs] if single else inputs
+    if not isinstance(encoded, list) or not encoded:
+        raise BadRequest("inputs must be a base64 image or a non-empty list of them")
+    if len(encoded) > settings.max_images:
+        raise BadRequest(f"{len(encoded)} images in one request, over the limit of {settings.max_images}",
+                         HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+    names = ["inputs"] if single else [f"inputs[{i}]" for i in range(len(encoded))]
+    images = [open_image(decode_base64(text, name), name, settings.max_image_pixels)
+              for text, name in zip(encoded, names)]
+    return Request(images, names, single, *parse_parameters(document.get("parameters"), len(images), single, settings))
+
+
+def decode_base64(text: Any, name: str) -> bytes:
+    if not isinstance(text, str):
+        raise BadRequest(f"{name} must be a base64 string")
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest(f"{name} is not valid base64") from None
+    if not data:
+        raise BadRequest(f"{name} is empty")
+    return data
+
+
+def open_image(data: bytes, name: str, max_pixels: int) -> Image.Image:
+    """Read the image header only, so a decompression bomb is refused before any pixel is decoded."""
+    try:
+        image = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
+    except Image.DecompressionBombError as error:
+        raise BadRequest(f"{name}: {error}", HTTPStatus.REQUEST_ENTITY_TOO_LARGE) from None
+    except (OSError, SyntaxError, ValueError):
+        raise BadRequest(f"{name} is not an image ({', '.join(IMAGE_FORMATS)})") from None
+    width, height = image.size
+    if width * height > max_pixels:
+        raise BadRequest(f"{name} is {width}x{height} pixels, over the limit of {max_pixels}",
+                         HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        raise BadRequest(f"{name} is {width}x{height} pixels, more elongated than {MAX_ASPECT_RATIO}:1")
+    return image
+
+
+def parse_parameters(parameters: Any, n_images: int, single: bool, settings: Settings
+                     ) -> tuple[list[int | None], int | None, float, float]:
+    """Check the JSON parameters: (expected quantity per image, top_k, match threshold, mismatch threshold)."""
+    parameters = {} if parameters is None else parameters
+    if not isinstance(parameters, dict):
+        raise BadRequest("parameters must be an object")
+    if unknown := sorted(set(parameters) - set(PARAMETERS)):
+        raise BadRequest(f"unknown parameter(s) {unknown}: allowed are {list(PARAMETERS)}")
+
+    expected = parameters.get("expected_quantity")
+    if single:
+        expected = [expected]
+    elif expected is None:
+        expected = [None] * n_images
+    elif not isinstance(expected, list) or len(expected) != n_images:
+        raise BadRequest(f"expected_quantity must be a list of {n_images} counts (or nulls), one per image")
+    if any(q is not None and not _is_count(q) for q in expected):
+        raise BadRequest("expected_quantity must be a non-negative integer")
+
+    top_k = parameters.get("top_k")
+    if top_k is not None and not (_is_count(top_k) and top_k >= 1):
+        raise BadRequest("top_k must be a positive integer")
+
+    thresholds = {name: parameters[name] for name in ("match_threshold", "mismatch_threshold") if name in parameters}
+    if any(isinstance(value, bool) or not isinstance(value, (int, float)) for value in thresholds.values()):
+        raise BadRequest("match_threshold and mismatch_threshold must be numbers")
+    try:
+        settings = replace(settings, **thresholds)
+    except ValueError as error:
+        raise BadRequest(str(error)) from None
+    return expected, top_k, settings.match_threshold, settings.mismatch_threshold
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def predict(model: CountingModel, request: Request) -> dict | list[dict]:
+    """Decode, pre-process and classify every image of the request in one forward pass."""
+    images = [decode_image(image, name, model.min_edge) for image, name in zip(request.images, request.names)]
+    pixel_values = model.processor(images=images, return_tensors="pt")["pixel_values"]
+    with model.lock, torch.inference_mode():
+        logits = model.model(pixel_values=pixel_values.to(model.device)).logits
+    probabilities = logits.float().softmax(dim=-1).cpu().numpy()
+    results = [describe(model, p, quantity, request) for p, quantity in zip(probabilities, request.expected)]
+    return results[0] if request.single else results
+
+
+def decode_image(image: Image.Image, name: str, min_edge: int | None) -> Image.Image:
+    """Decode to RGB; a large JPEG decodes at 1/2, 1/4 or 1/8 scale, never below what the processor needs."""
+    try:
+        if min_edge and image.format == "JPEG":
+            image.draft("RGB", (min_edge, min_edge))
+        return image.convert("RGB")
+    except (OSError, SyntaxError, ValueError) as error:
+        raise BadRequest(f"{name} is corrupt or truncated ({error})") from None
+
+
+def describe(model: CountingModel, probabilities: np.ndarray, quantity: int | None, request: Request) -> dict:
+    """One image's answer (see the module docstring for the schema)."""
+    best = int(probabilities.argmax())
+    result: dict[str, Any] = {
+        "count": model.counts[best],
+        "label": model.labels[best],
+        "probabilities": {label: round(float(p), 6) for label, p in zip(model.labels, probabilities)},
+        "expected_count": round(float(probabilities @ np.array(model.counts, dtype=np.float64)), 6),
+    }
+    if request.top_k is not None:
+        ranked = np.argsort(-probabilities, kind="stable")[: request.top_k]
+        result["top_k"] = [{"label": model.labels[i], "count": model.counts[i],
+                            "probability": round(float(probabilities[i]), 6)} for i in ranked]
+    if quantity is not None:
+        result.update(verify(model, probabilities, quantity, request.match_threshold, request.mismatch_threshold))
+    return result
+
+
+def verify(model: CountingModel, probabilities: np.ndarray, quantity: int, match_threshold: float,
+           mismatch_threshold: float) -> dict:
+    """The verdict on an expected quantity from the probability the bin holds exactly that many."""
+    index = model.class_of(quantity)
+    if index is None:
+        return {"expected_quantity": quantity, "match_probability": None, "verdict": "uncertain",
+                "reason": f"the model's classes {model.labels} cannot represent {quantity} items"}
+    p = float(probabilities[index])
+    verdict = "match" if p >= match_threshold else "mismatch" if p <= mismatch_threshold else "uncertain"
+    return {"expected_quantity": quantity, "match_probability": round(p, 6), "verdict": verdict}
+
+
+def encode_response(prediction: dict | list[dict], accept: str | None) -> str:
+    """Serialise as JSON, which is all this endpoint speaks (one line, so it is also a JSON Lines record)."""
+    accepted = {part.split(";")[0].strip().lower() for part in (accept or "*/*").split(",")}
+    if not accepted & JSON_ACCEPTS:
+        raise BadRequest(f"cannot answer in {accept!r}: responses are {JSON_TYPE}", HTTPStatus.NOT_ACCEPTABLE)
+    return json.dumps(prediction)
