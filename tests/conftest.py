@@ -89,3 +89,24 @@ def make_tiny_model(out: Path, arch: str = "tiny-resnet", labels: list[str] | No
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A tiny ResNet counting model folder (random weights, labels "0".."5"), as train.run would save it."""
     return make_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="session")
+def synthetic_bucket(tmp_path_factory) -> Path:
+    """A small synthetic ABID-layout bucket (bin-images/ + metadata/), the project's embedded default data."""
+    from data.synthetic import generate
+
+    root = tmp_path_factory.mktemp("synthetic-bucket")
+    generate(root, num_images=240, seed=0)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(synthetic_bucket, tmp_path_factory) -> Path:
+    """The synthetic bucket built by data.build into a DatasetDict folder (train/validation/test, labels "0".."5")."""
+    from data.build import main as build
+
+    out = tmp_path_factory.mktemp("tiny-dataset") / "ds"
+    assert build(["--source", str(synthetic_bucket), "--output", str(out), "--shorter_side", "160",
+                  "--num_proc", "1"]) == 0
+    return out

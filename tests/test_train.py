@@ -1,0 +1,228 @@
+"""train.run end to end on tiny models from config and the synthetic dataset: artifacts, pipeline round trip, resume
+after SIGKILL, two processes, the Hub, tuning and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from datasets import ClassLabel, load_from_disk
+
+from tests.conftest import HUB_TOKEN, TINY_CONFIGS, hub_env, python_env
+from train.logs import metric_definitions
+from train.run import main as train_main
+
+ARTIFACTS = ("model.safetensors", "config.json", "preprocessor_config.json", "all_results.json", "results.md",
+             "confusion_matrix.png", "training_curves.png", "run_args.json", "README.md")
+
+
+def train_args(dataset: Path, out: Path, arch: str = "tiny-resnet", *extra: str) -> list[str]:
+    return ["--dataset", str(dataset), "--model_name_or_path", str(TINY_CONFIGS / arch), "--output_dir", str(out),
+            "--num_train_epochs", "2", "--per_device_train_batch_size", "16", "--learning_rate", "2e-3",
+            "--dataloader_num_workers", "1", "--max_train_samples", "96", "--max_eval_samples", "32",
+            "--logging_steps", "2", "--seed", "7", *extra]
+
+
+def run_train(args: list[str], env: dict | None = None, launcher: list[str] | None = None,
+              timeout: int = 600) -> subprocess.CompletedProcess:
+    command = (launcher or [sys.executable, "-m"]) + ["train.run", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env or python_env())
+
+
+@pytest.mark.parametrize("arch", ["tiny-resnet", "tiny-vit"])
+def test_train_writes_artifacts_and_round_trips_through_the_pipeline(tiny_dataset, tmp_path, arch):
+    out = tmp_path / "model"
+    result = run_train(train_args(tiny_dataset, out, arch))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "training from scratch" in result.stderr
+    for name in ARTIFACTS:
+        assert (out / name).is_file(), name
+    names = load_from_disk(str(tiny_dataset))["train"].features["label"].names
+    config = json.loads((out / "config.json").read_text())
+    assert config["id2label"] == {str(i): name for i, name in enumerate(names)}
+    metrics = json.loads((out / "all_results.json").read_text())
+    assert {"train_loss", "eval_accuracy", "eval_rmse", "test_accuracy", "test_rmse", "test_rmse_expected"} <= set(metrics)
+    assert metrics["test_num_samples"] == min(32, len(load_from_disk(str(tiny_dataset))["test"]))
+    card = (out / "README.md").read_text()
+    assert "model-index" in card and "| Quantity | Per class accuracy (%) | Per class RMSE |" in card
+    assert "Per class accuracy" in result.stdout  # the abid_challenge table is printed
+
+    from PIL import Image
+    from transformers import pipeline
+
+    image = Image.new("RGB", (470, 350), (60, 60, 60))
+    every = pipeline("image-classification", model=str(out), top_k=len(names))(image)
+    assert sorted(r["label"] for r in every) == sorted(names)
+    assert abs(sum(r["score"] for r in every) - 1) < 1e-4
+    assert len(pipeline("image-classification", model=str(out))(image)) == 5  # the pipeline's default top 5
+
+
+def test_metric_lines_match_sagemaker_regexes(tiny_dataset, tmp_path):
+    result = run_train(train_args(tiny_dataset, tmp_path / "model", "tiny-resnet", "--num_train_epochs", "1"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = {}
+    for definition in metric_definitions():
+        values = [float(m.group(1)) for line in result.stdout.splitlines()
+                  if (m := re.search(definition["Regex"], line))]
+        found[definition["Name"]] = values
+    for name in ("loss", "eval_loss", "eval_accuracy", "eval_rmse", "train_images_per_second", "test_accuracy"):
+        assert found[name], f"no metric line for {name}"
+    assert all(0 <= v <= 1 for v in found["eval_accuracy"])
+    metrics = json.loads((tmp_path / "model" / "all_results.json").read_text())
+    assert found["test_accuracy"][-1] == pytest.approx(metrics["test_accuracy"], abs=1e-5)
+
+
+def test_resume_after_sigkill_matches_an_uninterrupted_run(tiny_dataset, tmp_path):
+    extra = ("--num_train_epochs", "3", "--save_strategy", "steps", "--save_steps", "4", "--eval_strategy", "steps",
+             "--eval_steps", "4", "--save_total_limit", "10")
+    reference = run_train(train_args(tiny_dataset, tmp_path / "reference", "tiny-resnet", *extra))
+    assert reference.returncode == 0, reference.stderr[-3000:]
+
+    out = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "-m", "train.run", *train_args(tiny_dataset, out, "tiny-resnet", *extra)],
+                               env=python_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not list(out.glob("checkpoint-*/trainer_state.json")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (out / "all_results.json").exists(), "the run finished before it could be killed"
+    resumed = run_train(train_args(tiny_dataset, out, "tiny-resnet", *extra))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from" in resumed.stderr
+
+    def final_state(path: Path) -> dict:
+        state = json.loads(max(path.glob("checkpoint-*/trainer_state.json"),
+                               key=lambda p: int(p.parent.name.split("-")[1])).read_text())
+        return {"global_step": state["global_step"], **json.loads((path / "all_results.json").read_text())}
+
+    expected, got = final_state(tmp_path / "reference"), final_state(out)
+    assert got["global_step"] == expected["global_step"] == 18
+    for key in ("eval_loss", "eval_accuracy", "eval_rmse", "test_loss", "test_accuracy", "test_rmse_expected"):
+        assert got[key] == pytest.approx(expected[key], rel=1e-4, abs=1e-5), key
+
+
+def test_two_processes_evaluate_each_image_once(tiny_dataset, tmp_path):
+    out = tmp_path / "ddp"
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m"]
+    result = run_train(train_args(tiny_dataset, out, "tiny-resnet", "--num_train_epochs", "1"), launcher=launcher)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "process 0 of 2" in result.stderr and "process 1 of 2" in result.stderr
+    metrics = json.loads((out / "all_results.json").read_text())
+    dataset = load_from_disk(str(tiny_dataset))
+    assert metrics["eval_num_samples"] == min(32, len(dataset["validation"]))
+    assert metrics["test_num_samples"] == min(32, len(dataset["test"]))
+    assert result.stdout.count("test results") == 1  # one process reports and writes
+    assert (out / "model.safetensors").is_file()
+
+
+def test_push_to_hub_and_load_back_with_pipeline(tiny_dataset, hub, tmp_path):
+    env = hub_env(hub.endpoint, tmp_path / "hf-home")
+    result = run_train(train_args(tiny_dataset, tmp_path / "model", "tiny-resnet", "--num_train_epochs", "1",
+                                  "--push_to_hub", "--hub_model_id", "bin-counter-tiny"), env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert HUB_TOKEN in hub.tokens
+    assert HUB_TOKEN not in result.stdout + result.stderr
+    for artifact in (tmp_path / "model").rglob("*"):
+        if artifact.is_file() and artifact.suffix in (".json", ".md", ".txt"):
+            assert HUB_TOKEN not in artifact.read_text(errors="ignore"), artifact
+    loaded = subprocess.run([sys.executable, "-c", """
+import json
+from PIL import Image
+from huggingface_hub import list_repo_files
+from transformers import pipeline
+scores = pipeline("image-classification", model="user/bin-counter-tiny", top_k=6)(Image.new("RGB", (64, 48)))
+print(json.dumps({"labels": sorted(s["label"] for s in scores), "files": list_repo_files("user/bin-counter-tiny")}))
+"""], env=env, capture_output=True, text=True, timeout=300)
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
+    answer = json.loads(loaded.stdout.strip().splitlines()[-1])
+    assert answer["labels"] == ["0", "1", "2", "3", "4", "5"]
+    assert {"model.safetensors", "preprocessor_config.json", "README.md", "all_results.json"} <= set(answer["files"])
+    assert not any(f.startswith("checkpoint-") for f in answer["files"])
+
+
+def test_hyperparameter_search_writes_best_params(tiny_dataset, tmp_path):
+    from train.tune import main as tune_main
+
+    args = train_args(tiny_dataset, tmp_path / "search", "tiny-resnet", "--dataloader_num_workers", "0",
+                      "--max_train_samples", "32", "--max_eval_samples", "16")
+    assert tune_main([*args, "--n_trials", "2", "--epochs_min", "1", "--epochs_max", "1"]) == 0
+    best = json.loads((tmp_path / "search" / "best_params.json").read_text())
+    assert best["objective"] == "eval_accuracy"
+    assert set(best["best_params"]) == {"learning_rate", "per_device_train_batch_size", "num_train_epochs",
+                                        "weight_decay"}
+    trials = (tmp_path / "search" / "trials.csv").read_text().splitlines()
+    assert len(trials) == 3 and max(float(t.split(",")[-1]) for t in trials[1:]) == best["best_value"]
+
+
+def test_same_seed_same_losses_and_learning(tiny_dataset, tmp_path):
+    histories = []
+    for run in ("a", "b"):
+        args = train_args(tiny_dataset, tmp_path / run, "tiny-resnet", "--dataloader_num_workers", "0",
+                          "--num_train_epochs", "3", "--eval_strategy", "no", "--save_strategy", "no",
+                          "--load_best_model_at_end", "False", "--logging_steps", "1")
+        assert train_main(args) == 0
+        state = json.loads((tmp_path / run / "all_results.json").read_text())
+        histories.append(state)
+    assert histories[0]["train_loss"] == histories[1]["train_loss"]
+    assert histories[0]["test_loss"] == histories[1]["test_loss"]
+
+
+# ---- bad input -------------------------------------------------------------------------------------------------------
+
+def fail(capsys, args: list[str]) -> str:
+    assert train_main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err and err[-1].startswith("error: ")
+    return err[-1]
+
+
+def test_bad_datasets_fail_with_one_line(tiny_dataset, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert "not found" in fail(capsys, train_args(tmp_path / "missing", out))
+    dataset = load_from_disk(str(tiny_dataset))
+
+    only_test = tmp_path / "only-test"
+    dataset.__class__({"test": dataset["test"]}).save_to_disk(str(only_test))
+    assert "no 'train' split" in fail(capsys, train_args(only_test, out))
+
+    no_label = tmp_path / "no-label"
+    dataset.cast_column("label", __import__("datasets").Value("int64")).save_to_disk(str(no_label))
+    assert "ClassLabel" in fail(capsys, train_args(no_label, out))
+
+    mixed = tmp_path / "mixed"
+    other = dataset["validation"].cast_column("label", ClassLabel(names=["1", "2", "3", "4", "5", "6"]))
+    dataset.__class__({"train": dataset["train"], "validation": other}).save_to_disk(str(mixed))
+    assert "has classes" in fail(capsys, train_args(mixed, out))
+    assert not out.exists(), "nothing is written when the input is bad"
+
+
+def test_bad_models_and_resume_folders_fail_with_one_line(tiny_dataset, tmp_path, capsys):
+    text_model = tmp_path / "text-model"
+    text_model.mkdir()
+    (text_model / "config.json").write_text(json.dumps({"model_type": "bert", "vocab_size": 100, "hidden_size": 8,
+                                                        "num_hidden_layers": 1, "num_attention_heads": 1,
+                                                        "intermediate_size": 8}))
+    shutil.copy(TINY_CONFIGS / "tiny-resnet" / "preprocessor_config.json", text_model)
+    args = train_args(tiny_dataset, tmp_path / "out", "tiny-resnet")
+    args[args.index("--model_name_or_path") + 1] = str(text_model)
+    assert "cannot be used as an image classifier" in fail(capsys, args)
+
+    assert "HF_TOKEN" in fail(capsys, train_args(tiny_dataset, tmp_path / "out", "tiny-resnet", "--hub_token", "x"))
+
+    out = tmp_path / "resnet-run"
+    assert train_main(train_args(tiny_dataset, out, "tiny-resnet", "--num_train_epochs", "1",
+                                 "--dataloader_num_workers", "0")) == 0
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    assert "checkpoint of another model" in fail(capsys, train_args(tiny_dataset, out, "tiny-vit"))
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before

@@ -1,0 +1,67 @@
+"""The model card (README.md) saved with every trained counter: metrics as Hub model-index, data, use and limits."""
+
+from __future__ import annotations
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from train.metrics import format_table
+
+
+def render(model_name: str, base_model: str, dataset: str, names: list[str], results: dict | None,
+           results_split: str, metrics: dict[str, float], args_summary: str) -> str:
+    """Markdown card; ``results`` are the counting metric's results on ``results_split`` (None if not evaluated)."""
+    eval_results = []
+    if results is not None:
+        for metric, key in (("accuracy", "accuracy"), ("rmse", "rmse")):
+            eval_results.append(EvalResult(
+                task_type="image-classification", task_name="Bin item counting", dataset_type=dataset,
+                dataset_name=dataset, dataset_split=results_split, metric_type=metric, metric_name=metric,
+                metric_value=round(results[key], 4)))
+    data = ModelCardData(
+        model_name=model_name, license="cc-by-nc-sa-4.0", library_name="transformers",
+        pipeline_tag="image-classification", tags=["object-counting", "inventory", "bin-counting"],
+        datasets=[dataset] if "/" in dataset and not dataset.startswith(("/", ".")) else None,
+        base_model=base_model if "/" in base_model and not base_model.startswith(("/", ".")) else None,
+        eval_results=eval_results or None,
+    )
+    table = format_table(results, names) if results is not None else "Not evaluated."
+    overflow = f' The last class, "{names[-1]}", means that many items or more.' if names[-1].endswith("+") else ""
+    body = f"""
+# {model_name}
+
+Counts the items in a warehouse bin from a front-view image (Amazon Bin Image Dataset style). An image classifier
+over the counts {", ".join(names)}.{overflow} Fine-tuned from `{base_model}` on `{dataset}`.
+
+## Use
+
+```python
+from transformers import pipeline
+
+counter = pipeline("image-classification", model="<this model>", top_k={len(names)})
+scores = counter("bin.jpg")                     # every count with its probability
+count = int(scores[0]["label"].rstrip("+"))     # the most likely count
+expected = sum(int(s["label"].rstrip("+")) * s["score"] for s in scores)  # the expected count
+```
+
+`top_k={len(names)}` returns every count; the pipeline's default (and `top_k=None`) returns only the top 5. To check
+a bin against its expected quantity (match / mismatch / uncertain), serve it with this project's handler.
+
+## Results ({results_split} split)
+
+{table}
+## Training
+
+{args_summary}
+
+Final metrics: {", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, (int, float)))}.
+
+## Intended use and limits
+
+- Inventory checks: flag bins whose predicted count disagrees with the expected quantity for a human to look at; do
+  not treat a single prediction as ground truth. Accuracy falls as the count grows (items hide each other and the
+  elastic straps hide items), so per-class accuracy above matters more than the overall figure.
+- Trained on images from one camera setup; other bins, cameras or lighting need evaluation (and likely fine-tuning).
+- ABID labels come from the expected quantity in the metadata, which is itself sometimes wrong; the images are
+  licensed CC BY-NC-SA 3.0 US (non-commercial use).
+"""
+    return ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n" + body).content

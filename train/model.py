@@ -1,0 +1,77 @@
+"""Build the counter: any AutoModelForImageClassification with a head over the dataset's count classes.
+
+A checkpoint (Hub id or folder with weights) is fine-tuned — re-heading a 1000-class ImageNet head just works — and a
+folder holding only ``config.json`` + ``preprocessor_config.json`` (``train/configs/tiny-*``) trains from scratch.
+Weights load from safetensors only, and remote code runs only when explicitly allowed.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification, PretrainedConfig
+
+from train.args import ModelArguments, UsageError
+
+logger = logging.getLogger("train.model")
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+# Configuration keys that do not change what a checkpoint's weights mean.
+VOLATILE_KEYS = {"transformers_version", "architectures", "torch_dtype", "dtype", "_name_or_path", "problem_type",
+                 "output_hidden_states", "use_cache"}
+
+
+def from_scratch(path: str) -> bool:
+    folder = Path(path)
+    return folder.is_dir() and not any((folder / name).exists() for name in WEIGHT_FILES)
+
+
+def load(args: ModelArguments, names: list[str]):
+    """(model, image processor) with ``id2label`` / ``label2id`` taken from the dataset's class names."""
+    source = args.model_name_or_path
+    common = {"revision": args.model_revision, "trust_remote_code": args.trust_remote_code}
+    try:
+        config = AutoConfig.from_pretrained(source, num_labels=len(names), id2label=dict(enumerate(names)),
+                                            label2id={name: i for i, name in enumerate(names)}, **common)
+        if from_scratch(source):
+            logger.warning("%s holds a configuration but no weights: training from scratch", source)
+            model = AutoModelForImageClassification.from_config(config, trust_remote_code=args.trust_remote_code)
+        else:
+            model = AutoModelForImageClassification.from_pretrained(
+                source, config=config, ignore_mismatched_sizes=True, use_safetensors=True, **common)
+        processor = AutoImageProcessor.from_pretrained(args.processor_name_or_path or source, **common)
+    except ValueError as error:
+        raise UsageError(f"{source} cannot be used as an image classifier: {str(error).splitlines()[0]}") from None
+    except OSError as error:
+        raise UsageError(f"cannot load {source}: {str(error).splitlines()[0]}") from None
+    if args.freeze_backbone:
+        freeze_backbone(model)
+    return model, processor
+
+
+def freeze_backbone(model: torch.nn.Module) -> None:
+    """Train only the classification head (``classifier.*`` in every transformers image classifier)."""
+    head = [name for name, _ in model.named_parameters() if name.startswith("classifier")]
+    if not head:
+        raise UsageError(f"no classifier head found in {type(model).__name__}; cannot freeze the backbone")
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad = name.startswith("classifier")
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    logger.info("frozen backbone: training %d of %d parameters", trainable, sum(p.numel() for p in model.parameters()))
+
+
+def is_convolutional(model: torch.nn.Module) -> bool:
+    """Most parameters in Conv2d layers (ResNet, ConvNeXt, ...), unlike ViT whose only convolution is the patch embed."""
+    conv = sum(p.numel() for m in model.modules() if isinstance(m, torch.nn.Conv2d) for p in m.parameters())
+    return conv > 0.5 * sum(p.numel() for p in model.parameters())
+
+
+def check_resumable(checkpoint: str, config: PretrainedConfig) -> None:
+    """Refuse to resume from a checkpoint of a different model or label set (it would silently mix runs)."""
+    saved = AutoConfig.from_pretrained(checkpoint).to_dict()
+    current = config.to_dict()
+    differs = sorted(k for k in (set(saved) | set(current)) - VOLATILE_KEYS if saved.get(k) != current.get(k))
+    if differs:
+        raise UsageError(f"{checkpoint} is a checkpoint of another model (differs in {', '.join(differs[:5])}); "
+                         f"use another --output_dir, or --overwrite to start over")

@@ -1,0 +1,254 @@
+"""Train a bin counter: ``python -m train.run --dataset DIR --model_name_or_path CKPT --output_dir OUT [...]``.
+
+The same entry point runs on a laptop, under ``accelerate launch`` / ``torchrun`` on several GPUs (or CPU processes
+over gloo), and as the entry point of SageMaker's Hugging Face training container (``python train/run.py --key value``).
+
+- Models: any AutoModelForImageClassification checkpoint, re-headed to the dataset's count classes, or a config-only
+  folder trained from scratch; optionally a frozen backbone.
+- Counting: class-weighted loss or weighted sampler, label smoothing, and the count-aware objective
+  (train/objectives.py); augmentation in DataLoader workers (train/transforms.py); metrics from train/metrics.
+- Speed: bf16/fp16 on GPUs, ``--torch_compile``, channels_last for convnets, gradient accumulation.
+- Robustness: resumes automatically from the last checkpoint in ``output_dir`` (``/opt/ml/checkpoints`` on SageMaker)
+  and refuses checkpoints of another model; bad input ends with one ``error:`` line and exit code 2.
+- Outputs in ``model_dir``: model.safetensors, config.json (count labels), preprocessor_config.json,
+  all_results.json, results.md, confusion_matrix.png, training_curves.png, run_args.json and a model card.
+- Logs: one ``[metrics] step=... name=value`` line per log event (train/logs.py), for SageMaker metric regexes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script, as SageMaker does: python train/run.py
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+import torch
+from datasets import Dataset
+from transformers import EarlyStoppingCallback, Trainer, set_seed
+from transformers.trainer_callback import ProgressCallback
+from transformers.trainer_utils import get_last_checkpoint
+
+from train import card, data, model as models, plots
+from train.args import CountingArguments, DataArguments, ModelArguments, OutputArguments, UsageError, parse_args
+from train.logs import MetricLines, ProgressBars
+from train.metrics import flatten, format_table, load as load_metric
+from train.objectives import CountingLoss, EpochWeightedSampler, class_weights, sample_weights
+from train.transforms import Augmentation, BinTransform, EpochSync, collate
+
+logger = logging.getLogger("train.run")
+BEST_MODEL_METRICS = {"accuracy", "rmse", "mae", "rmse_expected", "mae_expected", "off_by_one_accuracy", "f1_macro",
+                      "loss"}
+
+
+class CountingTrainer(Trainer):
+    """Trainer with a replaceable training sampler (the weighted sampler) and checkpoint reloads that work for every
+    architecture.
+
+    ``save_pretrained`` writes some architectures (ViT in transformers 5) with legacy weight names — which is what
+    older transformers, e.g. in the SageMaker containers, need — but Trainer reloads checkpoints (resume, best model)
+    with a raw, non-strict ``load_state_dict`` that then silently loads nothing. Reloading through ``from_pretrained``
+    maps the names back, and the strict load proves every weight arrived.
+    """
+
+    def __init__(self, *args, train_sampler=None, **kwargs):
+        self.train_sampler = train_sampler
+        super().__init__(*args, **kwargs)
+
+    def _get_train_sampler(self, train_dataset=None):
+        return self.train_sampler or super()._get_train_sampler(train_dataset)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        model = model or self.model
+        saved = type(model).from_pretrained(resume_from_checkpoint, config=model.config, use_safetensors=True)
+        model.load_state_dict(saved.state_dict())
+
+    def _load_best_model(self):
+        logger.info("loading the best model from %s (%s %s)", self.state.best_model_checkpoint,
+                    self.args.metric_for_best_model, self.state.best_metric)
+        self._load_from_checkpoint(self.state.best_model_checkpoint)
+
+
+@dataclass
+class Setup:
+    """A ready trainer and what the end of a run needs."""
+
+    trainer: CountingTrainer
+    splits: data.Splits
+    evaluation: dict[str, Dataset]
+    checkpoint: str | None
+    model_dir: Path
+    push_to_hub: bool
+
+
+def setup(data_args: DataArguments, model_args: ModelArguments, counting: CountingArguments, out: OutputArguments,
+          training) -> Setup:
+    """Check the arguments, then load the data, model and processor, and assemble the trainer."""
+    # Check the arguments
+    if training.hub_token:
+        raise UsageError("pass the Hub token in the HF_TOKEN environment variable, never as an argument")
+    metric_name = training.metric_for_best_model.removeprefix("eval_")
+    if metric_name not in BEST_MODEL_METRICS:
+        raise UsageError(f"--metric_for_best_model must be one of {', '.join(sorted(BEST_MODEL_METRICS))}")
+    training.greater_is_better = not any(part in metric_name for part in ("loss", "rmse", "mae"))
+    push_to_hub, training.push_to_hub = training.push_to_hub, False  # pushed by run(), with our card and metrics
+    set_seed(training.seed)
+    logger.info("process %d of %d on %s", training.process_index, training.world_size, training.device)
+
+    # Load the dataset; its ClassLabel is the label set
+    splits = data.load(data_args, training.seed)
+    logger.info("classes %s; %d train, %d validation, %s test images", splits.names, len(splits.train),
+                len(splits.validation), len(splits.test) if splits.test is not None else "no")
+
+    # Load the model and its image processor
+    model, processor = models.load(model_args, splits.names)
+    channels_last = counting.channels_last
+    if channels_last is None:
+        channels_last = torch.cuda.is_available() and models.is_convolutional(model)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+
+    # Find the checkpoint to resume from
+    checkpoint = training.resume_from_checkpoint
+    if Path(training.output_dir).is_dir() and checkpoint is None:
+        if out.overwrite and training.process_index == 0:
+            for old in Path(training.output_dir).glob("checkpoint-*"):
+                shutil.rmtree(old)
+        checkpoint = None if out.overwrite else get_last_checkpoint(training.output_dir)
+    if checkpoint:
+        models.check_resumable(checkpoint, model.config)
+        logger.info("resuming from %s", checkpoint)
+
+    # Prepare the transforms: augmentation in the workers, then the model's own processor
+    augmentation = Augmentation(counting.crop_scale, counting.rotation_degrees, counting.color_jitter) \
+        if counting.augment else None
+    train_transform = BinTransform(processor, augmentation, training.seed)
+    eval_transform = BinTransform(processor)
+    evaluation = {"eval": splits.validation.with_transform(eval_transform)}
+    if splits.test is not None:
+        evaluation["test"] = splits.test.with_transform(eval_transform)
+
+    # The objective
+    labels = splits.train["label"]
+    loss = CountingLoss(splits.counts, class_weights(labels, len(splits.names), counting.class_weighting),
+                        training.label_smoothing_factor,
+                        counting.count_loss_weight if counting.objective == "count_aware" else 0.0)
+    sampler = EpochWeightedSampler(sample_weights(labels, len(splits.names)), training.seed) \
+        if counting.weighted_sampler else None
+
+    # Initialize our trainer
+    metric = load_metric()
+    counts = np.asarray(splits.counts)
+
+    def compute_metrics(prediction) -> dict[str, float]:
+        return flatten(score(metric, prediction.predictions, prediction.label_ids, counts))
+
+    callbacks = [MetricLines(training.per_device_train_batch_size * training.gradient_accumulation_steps *
+                             max(1, training.world_size)), EpochSync([train_transform, sampler])]
+    if counting.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(counting.early_stopping_patience))
+    trainer = CountingTrainer(
+        model=model, args=training, train_dataset=splits.train.with_transform(train_transform),
+        eval_dataset=evaluation["eval"], processing_class=processor,
+        data_collator=lambda examples: collate(examples, channels_last), compute_metrics=compute_metrics,
+        compute_loss_func=loss, callbacks=callbacks, train_sampler=sampler,
+    )
+    if trainer.pop_callback(ProgressCallback):
+        trainer.add_callback(ProgressBars)
+    return Setup(trainer, splits, evaluation, checkpoint, Path(out.model_dir or training.output_dir), push_to_hub)
+
+
+def run(data_args: DataArguments, model_args: ModelArguments, counting: CountingArguments, out: OutputArguments,
+        training) -> dict:
+    """Train, evaluate the best model on validation and test, save every artifact, and push if asked."""
+    run_setup = setup(data_args, model_args, counting, out, training)
+    trainer, splits = run_setup.trainer, run_setup.splits
+    metric, counts = load_metric(), np.asarray(splits.counts)
+
+    # Train, then evaluate the best model on validation and test
+    train_result = trainer.train(resume_from_checkpoint=run_setup.checkpoint)
+    metrics = {k if k.startswith("train_") else f"train_{k}": v for k, v in train_result.metrics.items()}
+    report_split, results = "validation", None
+    for prefix, dataset in run_setup.evaluation.items():
+        prediction = trainer.predict(dataset, metric_key_prefix=prefix)
+        trainer.log(prediction.metrics)
+        metrics |= prediction.metrics
+        report_split = "test" if prefix == "test" else "validation"
+        results = score(metric, prediction.predictions, prediction.label_ids, counts)
+
+    # Save the model, processor, metrics, plots and card (main process only)
+    if trainer.is_world_process_zero():
+        resolved = {"data": asdict(data_args), "model": asdict(model_args), "counting": asdict(counting),
+                    "output": asdict(out), "training": training.to_dict()}
+        save_artifacts(trainer, run_setup.model_dir, splits, results, report_split, metrics, resolved, model_args,
+                       data_args, counting)
+        print(f"\n{report_split} results\n\n{format_table(results, splits.names)}", flush=True)
+        if run_setup.push_to_hub:
+            push(run_setup.model_dir, training.hub_model_id or run_setup.model_dir.name,
+                 bool(training.hub_private_repo))
+    return metrics
+
+
+def score(metric, logits: np.ndarray | tuple, label_ids: np.ndarray, counts: np.ndarray) -> dict:
+    """Counting metrics of a batch of logits: the argmax count and the expected (probability-weighted) count."""
+    logits = logits[0] if isinstance(logits, tuple) else logits
+    logits = logits - logits.max(axis=-1, keepdims=True)
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=-1, keepdims=True)
+    return metric.compute(predictions=counts[logits.argmax(-1)], references=counts[label_ids],
+                          expected_counts=probabilities @ counts, labels=counts.tolist())
+
+
+def save_artifacts(trainer: Trainer, model_dir: Path, splits: data.Splits, results: dict, split: str, metrics: dict,
+                   resolved: dict, model_args: ModelArguments, data_args: DataArguments,
+                   counting: CountingArguments) -> None:
+    model_dir.mkdir(parents=True, exist_ok=True)
+    trainer.save_model(str(model_dir))
+    (model_dir / "all_results.json").write_text(json.dumps(metrics, indent=1))
+    (model_dir / "results.md").write_text(f"# Results on the {split} split\n\n{format_table(results, splits.names)}")
+    (model_dir / "run_args.json").write_text(json.dumps(resolved, indent=1, default=str))
+    plots.plot_confusion_matrix(results["confusion_matrix"], splits.names, model_dir / "confusion_matrix.png",
+                                title=f"Confusion matrix ({split} split)")
+    plots.plot_training_curves(trainer.state.log_history, model_dir / "training_curves.png")
+    training = trainer.args
+    summary = (f"Objective `{counting.objective}`, class weighting `{counting.class_weighting}`, weighted sampler "
+               f"{counting.weighted_sampler}, augmentation {counting.augment}, frozen backbone "
+               f"{model_args.freeze_backbone}; {training.num_train_epochs:g} epochs, batch size "
+               f"{training.per_device_train_batch_size} per device, learning rate {training.learning_rate:g} "
+               f"({training.lr_scheduler_type}), weight decay {training.weight_decay:g}, seed {training.seed}.")
+    (model_dir / "README.md").write_text(card.render(
+        model_dir.name, model_args.model_name_or_path, data_args.dataset or "SageMaker channels", splits.names,
+        results, split, {k: v for k, v in metrics.items() if k.startswith(("test_", "eval_")) and "count_" not in k},
+        summary))
+
+
+def push(model_dir: Path, repo_id: str, private: bool) -> None:
+    """Upload the model folder (not its checkpoints); the token comes from HF_TOKEN or the login cache."""
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    repo = api.create_repo(repo_id, private=private, exist_ok=True)
+    api.upload_folder(folder_path=str(model_dir), repo_id=repo.repo_id, commit_message="Upload bin counter",
+                      ignore_patterns=["checkpoint-*", "checkpoint-*/**", "runs/**"])
+    logger.info("pushed %s to the Hub as %s", model_dir, repo.repo_id)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        groups = parse_args(argv)
+        run(*groups)
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

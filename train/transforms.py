@@ -1,0 +1,85 @@
+"""Training augmentation for bin images, applied in front of the model's own image processor.
+
+Evaluation and serving use the saved image processor alone (resize, crop and normalise as the checkpoint defines);
+training applies a mild, count-preserving augmentation first: a random crop that keeps most of the bin (items near
+the edges must stay in view), horizontal flips, small rotations and colour jitter. Written with PIL only.
+
+Augmentation is a pure function of (seed, epoch, image id): a resumed run, a run with another number of DataLoader
+workers and a distributed run all see exactly the same images. The epoch reaches the workers because they start
+afresh each epoch (``dataloader_persistent_workers=False``), after ``EpochSync`` has set it.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+import torch
+from PIL import Image, ImageEnhance
+from transformers import TrainerCallback
+
+# Rotation fills the corners with the ImageNet mean colour, which normalises to about zero.
+FILL = (124, 116, 104)
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    crop_scale: float = 0.8
+    rotation_degrees: float = 10.0
+    color_jitter: float = 0.2
+    hflip: bool = True
+
+    def __call__(self, image: Image.Image, rng: random.Random) -> Image.Image:
+        width, height = image.size
+        area = rng.uniform(self.crop_scale, 1.0) * width * height
+        aspect = math.exp(rng.uniform(math.log(3 / 4), math.log(4 / 3))) * width / height
+        crop_w, crop_h = min(width, round(math.sqrt(area * aspect))), min(height, round(math.sqrt(area / aspect)))
+        left, top = rng.randint(0, width - crop_w), rng.randint(0, height - crop_h)
+        image = image.crop((left, top, left + crop_w, top + crop_h))
+        if self.hflip and rng.random() < 0.5:
+            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        if self.rotation_degrees:
+            angle = rng.uniform(-self.rotation_degrees, self.rotation_degrees)
+            image = image.rotate(angle, resample=Image.Resampling.BILINEAR, fillcolor=FILL)
+        for enhance in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
+            if self.color_jitter:
+                image = enhance(image).enhance(rng.uniform(1 - self.color_jitter, 1 + self.color_jitter))
+        return image
+
+
+class BinTransform:
+    """``Dataset.set_transform`` callable: images -> ``pixel_values`` through the processor, labels -> ``labels``."""
+
+    def __init__(self, processor, augmentation: Augmentation | None = None, seed: int = 0) -> None:
+        self.processor = processor
+        self.augmentation = augmentation
+        self.seed = seed
+        self.epoch = 0
+
+    def __call__(self, batch: dict) -> dict:
+        images = [image.convert("RGB") for image in batch["image"]]
+        if self.augmentation is not None:
+            images = [self.augmentation(image, random.Random(f"{self.seed}:{self.epoch}:{image_id}"))
+                      for image, image_id in zip(images, batch["image_id"])]
+        pixel_values = self.processor(images=images, return_tensors="pt")["pixel_values"]
+        return {"pixel_values": pixel_values, "labels": torch.as_tensor(batch["label"])}
+
+
+class EpochSync(TrainerCallback):
+    """Tell epoch-seeded objects (the training transform, the weighted sampler) which epoch begins, before the
+    epoch's DataLoader iterator and workers start."""
+
+    def __init__(self, targets: list) -> None:
+        self.targets = [target for target in targets if target is not None]
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        for target in self.targets:
+            target.epoch = int(state.epoch + 1e-6)
+
+
+def collate(examples: list[dict], channels_last: bool = False) -> dict[str, torch.Tensor]:
+    pixel_values = torch.stack([example["pixel_values"] for example in examples])
+    if channels_last:
+        pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
+    return {"pixel_values": pixel_values, "labels": torch.stack([example["labels"] for example in examples])}
