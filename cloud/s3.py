@@ -109,13 +109,17 @@ def _result(future: Future) -> bytes | Exception:
         return error
 
 
-def upload_dir(s3, local: Path, uri: str) -> int:
-    """Upload a folder tree under an S3 prefix; returns the number of files."""
+def upload_dir(s3, local: Path, uri: str, workers: int = 32) -> int:
+    """Upload a folder tree under an S3 prefix, many files in flight; returns the number of files."""
     bucket, prefix = parse_s3_uri(uri)
     files = [p for p in sorted(Path(local).rglob("*")) if p.is_file()]
-    for path in files:
+
+    def put(path: Path) -> None:
         key = "/".join(part for part in (prefix.rstrip("/"), path.relative_to(local).as_posix()) if part)
         s3.upload_file(str(path), bucket, key)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(put, files))
     return len(files)
 
 

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure
 
 LICENSE_NOTE = (
     "The images and metadata come from the [Amazon Bin Image Dataset](https://registry.opendata.aws/amazon-bin-imagery/)"
@@ -21,7 +18,9 @@ SYNTHETIC_NOTE = "Synthetic bins rendered by `python -m data.synthetic` in the A
 
 def plot_histogram(per_split: dict[str, dict[str, int]], names: list[str], path: Path) -> Path:
     """Grouped bar chart: images per count class, one bar per split."""
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.5 * len(names) + 3), 3.6))
+    # A bare Figure (no pyplot): nothing opens a window and a notebook's backend stays as it is.
+    fig = Figure(figsize=(max(6.0, 0.5 * len(names) + 3), 3.6))
+    ax = fig.add_subplot()
     splits = [s for s in per_split if sum(per_split[s].values())]
     width = 0.8 / max(1, len(splits))
     for i, split in enumerate(splits):
@@ -35,7 +34,6 @@ def plot_histogram(per_split: dict[str, dict[str, int]], names: list[str], path:
         ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 

@@ -1,0 +1,196 @@
+"""The whole pipeline on the embedded default, offline: ``python -m demo`` (or ``make demo``).
+
+1. Synthesise an ABID-shaped bucket (``data.synthetic``) and serve it from a local S3 endpoint (moto_server on
+   127.0.0.1), so the dataset is built through the same S3 code path as the real bucket (``data.build``).
+2. Train a small model from scratch on the CPU (``train.run`` with ``train/configs/tiny-resnet``); print the test
+   table (accuracy, RMSE, per-class accuracy and RMSE); save the confusion matrix and training curves.
+3. Load the model with ``pipeline("image-classification")``, start the local endpoint (``inference.serve``) and ask it
+   for counts, with and without an expected quantity (verify mode).
+4. Print where every artifact is; stop every process it started.
+
+Each stage runs as its own ``python -m`` command and reads only the previous stage's artifacts. Re-running reuses what
+is already built; ``--rebuild`` starts over. The same command on real data and a real checkpoint::
+
+    python -m demo --source s3://aft-vbi-pds --limit 20000 --model_name_or_path google/vit-base-patch16-224-in21k \\
+        --learning_rate 5e-5 --epochs 3
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from transformers import HfArgumentParser
+
+from cloud import s3
+from cloud.local import aws_env, free_port, moto_server, stop, wait_for_http
+
+ROOT = Path(__file__).resolve().parent
+BUCKET = "s3://demo-abid-bucket"
+
+
+@dataclass
+class DemoArguments:
+    workdir: str = field(default="runs/demo", metadata={"help": "Where every artifact goes."})
+    num_images: int = field(default=3000, metadata={"help": "Synthetic bins to generate."})
+    seed: int = field(default=0, metadata={"help": "Seed of the synthetic bins and of training."})
+    source: str | None = field(default=None, metadata={
+        "help": "Build from this source instead (e.g. s3://aft-vbi-pds, the real bucket); skips the synthetic step."})
+    limit: int | None = field(default=None, metadata={"help": "Consider only the first N bins of the source."})
+    model_name_or_path: str = field(default="train/configs/tiny-resnet", metadata={
+        "help": "Model to train: a config folder (from scratch) or a checkpoint such as "
+                "google/vit-base-patch16-224-in21k."})
+    epochs: float = field(default=15, metadata={"help": "Training epochs."})
+    learning_rate: float = field(default=2e-3, metadata={"help": "Peak learning rate."})
+    batch_size: int = field(default=32, metadata={"help": "Training batch size."})
+    num_queries: int = field(default=3, metadata={"help": "Test images sent to the local endpoint."})
+    rebuild: bool = field(default=False, metadata={"help": "Start over instead of reusing built artifacts."})
+
+
+def stage(title: str) -> None:
+    print(f"\n=== {title} ===", flush=True)
+
+
+def python(module: str, *args: str, env: dict[str, str] | None = None) -> None:
+    """Run one stage as its own process, as a user would; its progress shows on the console."""
+    command = [sys.executable, "-m", module, *args]
+    print("$ python -m " + " ".join([module, *args]), flush=True)
+    result = subprocess.run(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+    if result.returncode:
+        raise SystemExit(f"error: {module} failed with exit code {result.returncode}")
+
+
+def build_dataset(args: DemoArguments, work: Path, dataset: Path) -> None:
+    build = ["--output", str(dataset), "--num_proc", str(os.cpu_count() or 1)]
+    if args.limit:
+        build += ["--limit", str(args.limit)]
+    if args.source:
+        python("data.build", "--source", args.source, *build)
+        return
+    bucket = work / "bucket"
+    python("data.synthetic", "--output", str(bucket), "--num_images", str(args.num_images), "--seed", str(args.seed))
+    with moto_server(log_path=str(work / "moto.log")) as endpoint:
+        print(f"local S3 endpoint (moto_server) at {endpoint}", flush=True)
+        env = aws_env(endpoint)
+        client = s3.client(endpoint, unsigned=True)  # the local endpoint takes anonymous requests
+        client.create_bucket(Bucket=s3.parse_s3_uri(BUCKET)[0])
+        print(f"uploaded {s3.upload_dir(client, bucket, BUCKET)} files to {BUCKET}", flush=True)
+        python("data.build", "--source", BUCKET, "--endpoint_url", endpoint, *build, env=env)
+    print("stopped the local S3 endpoint", flush=True)
+
+
+def train(args: DemoArguments, dataset: Path, model: Path) -> None:
+    python("train.run", "--dataset", str(dataset), "--model_name_or_path", args.model_name_or_path,
+           "--output_dir", str(model), "--num_train_epochs", str(args.epochs), "--learning_rate",
+           str(args.learning_rate), "--per_device_train_batch_size", str(args.batch_size), "--seed", str(args.seed),
+           "--save_total_limit", "1", "--logging_steps", "20")
+
+
+def test_images(dataset: Path, n: int) -> list[tuple[str, bytes, int]]:
+    """(image id, JPEG bytes, expected quantity) of the first ``n`` test bins."""
+    from datasets import Image, load_from_disk
+
+    test = load_from_disk(str(dataset))["test"].cast_column("image", Image(decode=False))
+    rows = test.select(range(min(n, len(test))))
+    return [(r["image_id"], r["image"]["bytes"], r["expected_quantity"]) for r in rows]
+
+
+def show_pipeline(model: Path, images: list[tuple[str, bytes, int]]) -> None:
+    import io
+
+    from PIL import Image
+    from transformers import pipeline
+
+    labels = json.loads((model / "config.json").read_text())["id2label"]
+    counter = pipeline("image-classification", model=str(model), top_k=len(labels))
+    for image_id, data, quantity in images:
+        scores = counter(Image.open(io.BytesIO(data)))
+        top = ", ".join(f"{s['label']}: {s['score']:.2f}" for s in scores[:3])
+        print(f"bin {image_id} (holds {quantity}): {top} ...  ({len(scores)} counts scored)")
+
+
+def query_endpoint(model: Path, work: Path, images: list[tuple[str, bytes, int]]) -> None:
+    port = free_port()
+    log = open(work / "serve.log", "wb")
+    server = subprocess.Popen([sys.executable, "-m", "inference.serve", "--model", str(model), "--port", str(port)],
+                              cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=log, stderr=log,
+                              start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    print(f"local endpoint (inference.serve) pid {server.pid} at {url}", flush=True)
+    try:
+        wait_for_http(f"{url}/ping", timeout=120, process=server)
+
+        def invoke(body: bytes, content_type: str):
+            request = urllib.request.Request(f"{url}/invocations", data=body, headers={"Content-Type": content_type})
+            with urllib.request.urlopen(request, timeout=60) as answer:
+                return json.load(answer)
+
+        image_id, data, quantity = images[0]
+        answer = invoke(data, "image/jpeg")
+        print(f"POST /invocations image/jpeg, bin {image_id} (holds {quantity}): count {answer['count']}, "
+              f"expected count {answer['expected_count']:.2f}")
+        # Verify mode: the true quantity for each bin, and a wrong one for the first, as an inventory check would.
+        expected = [q for _, _, q in images]
+        expected[0] += 1
+        body = json.dumps({"inputs": [base64.b64encode(d).decode() for _, d, _ in images],
+                           "parameters": {"expected_quantity": expected}}).encode()
+        for (image_id, _, quantity), answer in zip(images, invoke(body, "application/json")):
+            print(f"verify bin {image_id} (holds {quantity}) against {answer['expected_quantity']}: "
+                  f"P = {answer['match_probability']}, verdict {answer['verdict']} (predicted {answer['count']})")
+    finally:
+        stop(server)
+        log.close()
+        print(f"stopped the local endpoint (pid {server.pid})", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    (args,) = HfArgumentParser(DemoArguments).parse_args_into_dataclasses(argv)
+    work = (ROOT / args.workdir).resolve()
+    if args.rebuild:
+        shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True, exist_ok=True)
+    dataset, model = work / "dataset", work / "model"
+    started = time.time()
+
+    stage("1/4 data: an ABID-shaped bucket behind a local S3 endpoint, built into a dataset")
+    if (dataset / "build_report.json").is_file():
+        print(f"reusing the dataset in {dataset}")
+    else:
+        build_dataset(args, work, dataset)
+
+    stage("2/4 train: a small model from scratch on the CPU, evaluated on the test split")
+    if (model / "all_results.json").is_file():
+        print(f"reusing the model in {model}\n\n{(model / 'results.md').read_text()}")
+    else:
+        train(args, dataset, model)
+
+    images = test_images(dataset, args.num_queries)
+    stage('3/4 inference: pipeline("image-classification") on test bins')
+    show_pipeline(model, images)
+
+    stage("4/4 serve: the local endpoint (SageMaker container contract), with and without expected quantities")
+    query_endpoint(model, work, images)
+
+    print(f"\nDone in {time.time() - started:.0f} s. Artifacts:")
+    for path, what in [(work / "bucket", "synthetic bucket (bin-images/, metadata/)"),
+                       (dataset, "dataset (datasets.load_from_disk), README.md card, class_histogram.png, "
+                                 "build_report.json"),
+                       (model, "model (pipeline-ready), README.md card, results.md, all_results.json"),
+                       (model / "confusion_matrix.png", "confusion matrix"),
+                       (model / "training_curves.png", "training curves"),
+                       (work / "serve.log", "local endpoint log")]:
+        if path.exists():
+            print(f"  {path}  — {what}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
