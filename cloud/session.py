@@ -11,7 +11,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import tarfile
+import tempfile
 from collections.abc import Iterable
+from copy import deepcopy
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,6 +29,7 @@ INSTANCE_FAMILIES = {
     "trn2", "inf1", "inf2",
 }
 _INSTANCE = re.compile(r"^ml\.(?P<family>[a-z0-9]+)\.(?P<size>medium|large|\d*xlarge|metal)$")
+_SECRET = re.compile(r"TOKEN|SECRET|PASSWORD|ACCESS_KEY", re.IGNORECASE)
 
 
 class ConfigError(ValueError):
@@ -82,15 +87,47 @@ def check_s3_uri(uri: str, what: str) -> str:
     return uri
 
 
-def session(region: str, bucket: str):
+def session(region: str, bucket: str, dry_run: list[dict] | None = None):
     """A SageMaker session in ``region`` that keeps code and artifacts in ``bucket``.
 
-    Endpoints follow boto3's configuration, so ``AWS_ENDPOINT_URL`` points it at a local stand-in unchanged.
+    Endpoints follow boto3's configuration, so ``AWS_ENDPOINT_URL`` points it at a local stand-in unchanged. Given a
+    ``dry_run`` list, every SageMaker ``Create*`` request is appended to it as {"operation", "request"} and answered
+    locally as a success instead of being sent: the SDK carries on, and nothing is created.
     """
     import boto3
     import sagemaker
 
-    return sagemaker.Session(boto_session=boto3.Session(region_name=region), default_bucket=bucket)
+    boto_session = boto3.Session(region_name=region)
+    if dry_run is not None:
+        boto_session.events.register("before-parameter-build.sagemaker", partial(_record_create, dry_run))
+        boto_session.events.register("before-call.sagemaker", _answer_create)
+    return sagemaker.Session(boto_session=boto_session, default_bucket=bucket)
+
+
+def _record_create(requests: list[dict], params: dict, model, **_) -> None:
+    if model.name.startswith("Create"):
+        requests.append({"operation": model.name, "request": deepcopy(params)})
+
+
+def _answer_create(model, **_):
+    from botocore.awsrequest import AWSResponse
+
+    if model.name.startswith("Create"):
+        return AWSResponse(url="", status_code=200, headers={}, raw=None), {}
+    return None
+
+
+def redacted(request):
+    """A copy of a request with secret-looking environment values (HF_TOKEN, ...) masked, at any depth, for printing."""
+    if isinstance(request, list):
+        return [redacted(item) for item in request]
+    if not isinstance(request, dict):
+        return request
+    masked = {key: redacted(value) for key, value in request.items()}
+    if isinstance(masked.get("Environment"), dict):
+        masked["Environment"] = {key: "***" if _SECRET.search(key) else value
+                                 for key, value in masked["Environment"].items()}
+    return masked
 
 
 def pinned(names: Iterable[str], requirements: Path = ROOT / "requirements.txt") -> list[str]:
@@ -114,3 +151,13 @@ def stage_bundle(dest: Path, packages: Iterable[str], requirements: Iterable[str
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints"))
     (dest / "requirements.txt").write_text("\n".join(pinned(requirements)) + "\n")
     return dest
+
+
+def pack_bundle(tarball: Path, packages: Iterable[str], requirements: Iterable[str]) -> Path:
+    """``stage_bundle`` into a ``sourcedir.tar.gz``-style tarball: the layout SageMaker unpacks as the code folder."""
+    with tempfile.TemporaryDirectory() as tmp:
+        staged = stage_bundle(Path(tmp), packages, requirements)
+        with tarfile.open(tarball, "w:gz") as tar:
+            for path in sorted(staged.iterdir()):
+                tar.add(path, arcname=path.name)
+    return tarball

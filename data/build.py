@@ -104,7 +104,7 @@ def hosts(args: OutputArguments) -> tuple[int, int]:
     if "SM_HOSTS" in os.environ and "SM_CURRENT_HOST" in os.environ:
         names = sorted(json.loads(os.environ["SM_HOSTS"]))
         return len(names), names.index(os.environ["SM_CURRENT_HOST"])
-    config = Path("/opt/ml/config/resourceconfig.json")
+    config = Path(os.environ.get("PROCESSING_RESOURCE_CONFIG", "/opt/ml/config/resourceconfig.json"))  # or a stand-in
     if config.is_file():
         doc = json.loads(config.read_text())
         names = sorted(doc["hosts"])
