@@ -1,0 +1,58 @@
+"""How fast the synthetic bin generator writes a dataset (JPEG + JSON on disk included): images/s on one core, then
+with several worker processes.
+
+    python -m bench.synthetic_speed [--num_images 3000] [--num_proc 2] [--workdir bench/results]
+
+The one-core run pins the process to a single CPU. Wall-clock rates drop when other work shares the machine, so each
+run also reports images per CPU-second (the process and its workers), which such sharing barely moves.
+The datasets go to a temporary folder under ``--workdir`` (some systems make file creation in /tmp far slower).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from transformers import HfArgumentParser
+
+from data.synthetic import generate
+
+
+@dataclass
+class SpeedArguments:
+    num_images: int = field(default=3000, metadata={"help": "Images to write per measurement."})
+    num_proc: int = field(default=2, metadata={"help": "Worker processes for the second measurement."})
+    seed: int = field(default=0, metadata={"help": "Dataset seed."})
+    workdir: str = field(default="bench/results", metadata={"help": "Where the temporary datasets are written."})
+
+
+def cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
+def measure(workdir: Path, num_images: int, num_proc: int, seed: int = 0) -> tuple[float, float]:
+    """Write ``num_images`` bins into a fresh folder under ``workdir``; images per wall-clock and per CPU second."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=workdir) as folder:
+        wall, cpu = time.perf_counter(), cpu_seconds()
+        generate(Path(folder), num_images, seed, num_proc=num_proc)
+        return num_images / (time.perf_counter() - wall), num_images / (cpu_seconds() - cpu)
+
+
+def main() -> None:
+    (args,) = HfArgumentParser(SpeedArguments).parse_args_into_dataclasses()
+    cpus = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(cpus)})
+    wall, cpu = measure(Path(args.workdir), args.num_images, 1, args.seed)
+    print(f"one core: {wall:.0f} images/s, {cpu:.0f} images per CPU-second")
+    os.sched_setaffinity(0, cpus)
+    wall, cpu = measure(Path(args.workdir), args.num_images, args.num_proc, args.seed)
+    print(f"--num_proc {args.num_proc} ({len(cpus)} CPUs): {wall:.0f} images/s, {cpu:.0f} images per CPU-second")
+
+
+if __name__ == "__main__":
+    main()
