@@ -6,7 +6,7 @@ CONTAINER_VENV := .venv-container
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-all bench venv clean
+.PHONY: demo test test-all bench bench-gpu venv clean
 
 # torch goes first and pinned: an unpinned resolve pulls the newest CUDA build and several GB of nvidia packages.
 $(VENV)/.ready: requirements.txt requirements-dev.txt
@@ -34,8 +34,14 @@ test: venv
 test-all: venv
 	$(PY) -m pytest -m "" $(PYTEST_ARGS)
 
+# Benchmarks print Markdown tables and write bench/results/*.json; run them on a quiet machine.
+BENCHES := synthetic_speed build_speed train_throughput objective handler_latency server_load
 bench: $(VENV)/.ready
-	$(PY) -m bench.all
+	for b in $(BENCHES); do $(PY) -m bench.$$b || exit 1; done
+
+# On a machine with a CUDA GPU: training throughput of ViT-B/16 and ResNet-50, and batched inference throughput.
+bench-gpu: $(VENV)/.ready
+	$(PY) -m bench.train_throughput && $(PY) -m bench.inference_gpu
 
 clean:
 	rm -rf runs outputs bench/results

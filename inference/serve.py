@@ -22,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import torch
 from transformers import HfArgumentParser
 
 from inference.handler import BadRequest, CountingModel, Settings, encode_response, model_fn, parse_request, predict
@@ -37,6 +38,9 @@ class ServeArguments:
     host: str = field(default="127.0.0.1", metadata={"help": "Address to listen on (0.0.0.0 for other machines)."})
     max_body_bytes: int | None = field(default=None, metadata={
         "help": "Answer larger request bodies with 413 (default: $BINCOUNT_MAX_BODY_BYTES, else 16 MiB)."})
+    torch_threads: int = field(default=1, metadata={
+        "help": "Threads of the model forward. Requests already run in parallel threads (decoding, pre-processing), "
+                "so one avoids oversubscribing the cores; raise it for large models on many cores."})
 
 
 class InferenceServer(ThreadingHTTPServer):
@@ -136,6 +140,7 @@ def make_server(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8080
 def main(argv: list[str] | None = None) -> None:
     (args,) = HfArgumentParser(ServeArguments).parse_args_into_dataclasses(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    torch.set_num_threads(max(1, args.torch_threads))
     try:
         settings = Settings.from_env()
         if args.max_body_bytes is not None:

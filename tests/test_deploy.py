@@ -376,8 +376,9 @@ sys.argv[1:] = [model_dir, "requests.json", "answers.json"]
 
 def test_an_endpoint_serving_a_hub_model_answers_with_our_hooks(hub, tiny_model_dir, tmp_path):
     """The environment and code-only model data deploy gives a Hub model, unpacked where SageMaker puts them, in the
-    real toolkit. The stand-in cannot import the toolkit's start-up module (it needs pkg_resources), so CONTAINER
-    takes that module's two steps for HF_MODEL_ID; the worker is then loaded and asked as in test_toolkit."""
+    real toolkit. The toolkit's start-up module goes on to launch the Java model server, which the tests do not run,
+    so CONTAINER takes that module's two steps for HF_MODEL_ID; the worker is then loaded and asked as in
+    test_toolkit."""
     if not CONTAINER_PYTHON.exists():
         pytest.skip(f"no container stand-in at {CONTAINER_PYTHON} (make venv creates it)")
     push = ("import sys; from huggingface_hub import HfApi; api = HfApi(); api.create_repo(sys.argv[1]); "
