@@ -3,7 +3,9 @@
     python -m inference.serve --model runs/model --port 8080
 
 ``GET /ping`` answers 200 once the model is loaded (the server only listens after that); ``POST /invocations`` takes
-the content types of ``inference.handler`` and answers its JSON. Requests run in threads: images decode and
+the content types of ``inference.handler`` and answers its JSON. It also answers the SageMaker runtime API's path,
+``POST /endpoints/<name>/invocations``, so an SDK predictor reaches it unchanged with
+``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME=http://127.0.0.1:<port>``. Requests run in threads: images decode and
 pre-process concurrently, while the model's forward pass runs one request at a time (the lock in the loaded model).
 Errors are JSON ``{"error": "<one line>"}`` with a 4xx status (500 for a fault of ours, logged here, never sent).
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import signal
 import sys
 import threading
@@ -27,6 +30,7 @@ from transformers import HfArgumentParser
 
 from inference.handler import BadRequest, CountingModel, Settings, encode_response, model_fn, parse_request, predict
 
+INVOCATIONS = re.compile(r"/invocations|/endpoints/[A-Za-z0-9-]{1,63}/invocations")
 log = logging.getLogger("inference.serve")
 
 
@@ -76,7 +80,7 @@ class InvocationHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         try:
             body = self.read_body()
-            if urlsplit(self.path).path != "/invocations":
+            if not INVOCATIONS.fullmatch(urlsplit(self.path).path):
                 self.send_error(HTTPStatus.NOT_FOUND, f"no such path {self.path!r}")
                 return
             request = parse_request(body, self.headers.get("Content-Type"), self.server.settings)

@@ -9,7 +9,6 @@ import csv
 import io
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from cloud.local import FAKE_ACCOUNT_ROLE, free_port
 from cloud.session import pinned, session
 from inference import deploy, handler
 from inference.handler import BadRequest
-from inference.serve import InvocationHandler, make_server
+from inference.serve import make_server
 from tests.conftest import ROOT, hub_env, python_env
 from tests.test_handler import b64, image_bytes, truncated_jpeg
 from tests.test_toolkit import CONTAINER_PYTHON, RUNNER
@@ -163,21 +162,19 @@ def test_hub_model_runs_our_handler_from_a_code_only_model_tarball(sagemaker, cl
     assert members["code/inference.py"] == (ROOT / "inference" / "handler.py").read_bytes()
 
 
-class RuntimeHandler(InvocationHandler):
-    """SageMaker runtime's InvokeEndpoint (POST /endpoints/<name>/invocations) in front of the local server, since
-    moto's server cannot take binary request bodies (it decodes every body as UTF-8 and answers 500)."""
-
-    def do_POST(self) -> None:
-        self.server.seen.append((self.path, self.headers.get("Content-Type"), self.headers.get("Accept")))
-        if re.fullmatch(r"/endpoints/[\w-]+/invocations", self.path):
-            self.path = "/invocations"
-        super().do_POST()
-
-
 @pytest.fixture
 def runtime(tiny_model_dir, monkeypatch):
+    """The local server stands in for SageMaker runtime's InvokeEndpoint (POST /endpoints/<name>/invocations), since
+    moto's server cannot take binary request bodies (it decodes every body as UTF-8 and answers 500)."""
     server = make_server(tiny_model_dir, port=0)
-    server.RequestHandlerClass, server.seen = RuntimeHandler, []
+    server.seen = []
+    handle = server.RequestHandlerClass.do_POST
+
+    def record(request) -> None:
+        server.seen.append((request.path, request.headers.get("Content-Type"), request.headers.get("Accept")))
+        handle(request)
+
+    server.RequestHandlerClass = type("Recording", (server.RequestHandlerClass,), {"do_POST": record})
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", f"http://127.0.0.1:{server.server_address[1]}")
