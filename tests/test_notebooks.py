@@ -55,3 +55,12 @@ def test_train_and_evaluate(tmp_path):
     assert "| Quantity | Per class accuracy (%) | Per class RMSE |" in text
     assert "recomputed from the saved model" in text
     assert images(notebook) >= 2  # confusion matrix, training curves (+ the error gallery when it has errors)
+
+
+def test_sagemaker_locally(tmp_path):
+    notebook = execute("03_sagemaker.ipynb", WORKDIR=str(tmp_path), NUM_IMAGES=40)
+    text = outputs(notebook)
+    assert "local stand-ins: S3 and the SageMaker API at http://127.0.0.1:" in text
+    assert "InService" in text and "deleted: endpoint bincount-demo" in text
+    assert text.count("expected count") >= 3 and text.count("-> m") + text.count("-> uncertain") >= 3
+    assert "40 images, 40 answered" in text
