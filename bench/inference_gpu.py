@@ -11,7 +11,6 @@ says so and exits with status 2.
 
 from __future__ import annotations
 
-import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path

@@ -13,7 +13,6 @@ import json
 import statistics
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from transformers import HfArgumentParser
 

@@ -28,8 +28,16 @@ from pathlib import Path
 from tqdm import tqdm
 from transformers import HfArgumentParser
 
-from bench.handler_latency import (ARCHITECTURES, abid_jpegs, build_model, fail, machine, markdown_table,
-                                   milliseconds, save_results)
+from bench.handler_latency import (
+    ARCHITECTURES,
+    abid_jpegs,
+    build_model,
+    fail,
+    machine,
+    markdown_table,
+    milliseconds,
+    save_results,
+)
 from cloud.local import free_port, stop, wait_for_http
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -58,7 +58,7 @@ def model_source(name: str) -> str:
     """A config-only folder for ``name`` (the shipped tiny configs, or base architectures written from config)."""
     if name.startswith("tiny-"):
         return str(ROOT / "train" / "configs" / name)
-    from transformers import ResNetConfig, ViTConfig, ViTImageProcessor, ConvNextImageProcessor
+    from transformers import ConvNextImageProcessor, ResNetConfig, ViTConfig, ViTImageProcessor
 
     folder = RESULTS / "configs" / name
     if not (folder / "config.json").is_file():

@@ -28,6 +28,10 @@ NOT_IN_SUBSET = "not_in_subset"
 COUNT_OUT_OF_RANGE = "count_out_of_range"
 
 
+class UsageError(Exception):
+    """A problem with the arguments or the source as a whole, not with one record: one line for the user, exit 2."""
+
+
 class BadRecord(Exception):
     """A record that cannot be used, with the reason it is counted under."""
 

@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
-import multiprocessing
 import os
-import queue
 import shlex
 import shutil
 import sys
@@ -34,12 +32,13 @@ from dataclasses import asdict, dataclass, field
 from itertools import islice
 from pathlib import Path
 
-from tqdm.auto import tqdm
 from transformers import HfArgumentParser
 
 from cloud import s3
 from data import abid, card
-from data.shards import SHARD_FEATURES, ChunkSettings, process_chunk, report_path
+from data.abid import UsageError
+from data.assemble import assemble, fetch_shards, push
+from data.shards import ChunkSettings, process_chunks
 from data.sources import DEFAULT_SOURCE, Candidate, Store, candidates
 from data.subsets import SPLITS, load_id_list, parse_split_files
 
@@ -79,8 +78,9 @@ class OutputArguments:
     max_pixels: int = field(default=40_000_000, metadata={"help": "Larger images are dropped as decompression bombs."})
     num_proc: int = field(default=os.cpu_count() or 1, metadata={"help": "Worker processes."})
     io_threads: int = field(default=32, metadata={"help": "Reads in flight per worker process."})
-    chunk_size: int = field(default=1000, metadata={"help": "Bins per chunk (unit of work and of resumption)."})
-    work_dir: str | None = field(default=None, metadata={"help": "Shards of an unfinished build (default OUTPUT.work)."})
+    chunk_size: int = field(default=250, metadata={"help": "Bins per chunk (unit of work and of resumption)."})
+    work_dir: str | None = field(default=None, metadata={
+        "help": "Shards of an unfinished build (default OUTPUT.work)."})
     keep_work_dir: bool = field(default=False, metadata={"help": "Keep the shards after a successful build."})
     overwrite: bool = field(default=False, metadata={"help": "Rebuild from scratch even if OUTPUT or shards exist."})
     shards_only: bool = field(default=False, metadata={
@@ -91,10 +91,6 @@ class OutputArguments:
         "help": "Assemble shards written by --shards_only hosts (folders or s3:// prefixes) instead of building."})
     push_to_hub: str | None = field(default=None, metadata={"help": "Hub dataset id to publish to (token: HF_TOKEN)."})
     private: bool = field(default=False, metadata={"help": "Create the Hub dataset as private."})
-
-
-class UsageError(Exception):
-    """Bad arguments or an unusable source: one line for the user, exit code 2."""
 
 
 def hosts(args: OutputArguments) -> tuple[int, int]:
@@ -131,139 +127,6 @@ def selected(stream: Iterator[Candidate], subset: set[str] | None, stats: Counte
             stats[abid.NOT_IN_SUBSET] += 1
 
 
-def chunks(stream: Iterator[Candidate], size: int) -> Iterator[tuple[int, list[Candidate]]]:
-    index = 0
-    while chunk := list(islice(stream, size)):
-        yield index, chunk
-        index += 1
-
-
-_worker_reader = None
-
-
-def _init_worker(settings: ChunkSettings) -> None:
-    global _worker_reader
-    _worker_reader = settings.store.reader()
-
-
-def _run_chunk(job: tuple[ChunkSettings, Path, int, list[Candidate]]) -> dict:
-    settings, work_dir, index, chunk = job
-    return process_chunk(settings, work_dir, index, chunk, _worker_reader)
-
-
-def process_all(settings: ChunkSettings, work_dir: Path, stream: Iterator[Candidate], out: OutputArguments,
-                host: tuple[int, int]) -> tuple[int, int]:
-    """Process every unfinished chunk of this host; returns (total chunks listed, bins processed in this run).
-
-    Listing runs here in the main thread (so its errors surface here), feeding at most ``2 * num_proc`` chunks to
-    the workers at a time, so memory stays flat however long the listing is.
-    """
-    num_hosts, host_index = host
-    processed, total = 0, 0
-    with tqdm(desc="bins", unit="img", dynamic_ncols=True) as progress:
-
-        def done(report: dict | BaseException) -> None:
-            nonlocal processed
-            if isinstance(report, BaseException):
-                raise report
-            processed += report["candidates"]
-            progress.update(report["candidates"])
-            for image_id, reason, detail in report["dropped"]:
-                logger.warning("skipped %s: %s%s", image_id, reason, f" ({detail})" if detail else "")
-
-        def jobs() -> Iterator[tuple]:
-            nonlocal total
-            for index, chunk in chunks(stream, out.chunk_size):
-                total = index + 1
-                if index % num_hosts != host_index:
-                    continue
-                if report_path(work_dir, index).is_file():
-                    progress.update(len(chunk))
-                    continue
-                yield settings, work_dir, index, chunk
-
-        if out.num_proc <= 1:
-            _init_worker(settings)
-            for job in jobs():
-                done(_run_chunk(job))
-            return total, processed
-        results: queue.Queue = queue.Queue()
-        with multiprocessing.get_context("fork").Pool(out.num_proc, _init_worker, (settings,)) as pool:
-            pending = 0
-            for job in jobs():
-                if pending >= 2 * out.num_proc:
-                    done(results.get())
-                    pending -= 1
-                pool.apply_async(_run_chunk, (job,), callback=results.put, error_callback=results.put)
-                pending += 1
-            for _ in range(pending):
-                done(results.get())
-    return total, processed
-
-
-def assemble(work_dir: Path, output: Path, labels: abid.LabelSpace, splits: list[str]) -> tuple[list[str], dict]:
-    """Merge every chunk's shards, in chunk order, into a DatasetDict at ``output``; returns (names, report totals)."""
-    from datasets import ClassLabel, Dataset, DatasetDict
-
-    manifest = json.loads((work_dir / "manifest.json").read_text())
-    reports, missing = [], []
-    for index in range(manifest["total_chunks"]):
-        path = report_path(work_dir, index)
-        (reports.append(json.loads(path.read_text())) if path.is_file() else missing.append(index))
-    if missing:
-        raise UsageError(f"{len(missing)} of {manifest['total_chunks']} chunks are not built yet "
-                         f"(first missing: {missing[0]}); run the remaining hosts or resume the build")
-    largest = max((int(label) for r in reports for kept in r["kept"].values() for label in kept), default=0)
-    names = labels.names(largest)
-    features = SHARD_FEATURES.copy()
-    features["label"] = ClassLabel(names=names)
-    cache = work_dir / "cache"
-    datasets = {}
-    for split in splits:
-        files = sorted(str(p) for p in (work_dir / "shards").glob(f"*-{split}.parquet"))
-        datasets[split] = (Dataset.from_parquet(files, features=features, cache_dir=str(cache), split=split) if files
-                           else Dataset.from_dict({k: [] for k in features}, features=features))
-    tmp = output.with_name(f".{output.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    # An empty split saved as zero shards cannot be loaded back: give it one.
-    DatasetDict(datasets).save_to_disk(str(tmp), num_shards={s: 1 for s, d in datasets.items() if not len(d)} or None)
-    shutil.rmtree(cache, ignore_errors=True)
-    per_class = {}
-    for split in splits:
-        counts = Counter()
-        for r in reports:
-            counts.update({names[int(k)]: v for k, v in r["kept"].get(split, {}).items()})
-        per_class[split] = {name: counts.get(name, 0) for name in names}
-    dropped = Counter(reason for r in reports for _, reason, _ in r["dropped"])
-    excluded = Counter()
-    for r in reports:
-        excluded.update(r["excluded"])
-    excluded.update(manifest.get("excluded", {}))
-    with open(tmp / "dropped.jsonl", "w") as f:
-        for r in reports:
-            for image_id, reason, detail in r["dropped"]:
-                f.write(json.dumps({"image_id": image_id, "reason": reason, "detail": detail}) + "\n")
-    if output.exists():
-        shutil.rmtree(output)
-    os.replace(tmp, output)
-    totals = {"listed": sum(r["candidates"] for r in reports) + excluded.get(abid.NOT_IN_SUBSET, 0),
-              "kept": sum(sum(c.values()) for c in per_class.values()),
-              "per_split": {s: sum(per_class[s].values()) for s in splits}, "per_class": per_class,
-              "dropped": dict(dropped), "excluded": dict(excluded)}
-    return names, totals
-
-
-def fetch_shards(sources: list[str], work_dir: Path) -> None:
-    """Gather shards written by several hosts (folders or S3 prefixes) into one work dir."""
-    for source in sources:
-        if s3.is_s3_uri(source):
-            s3.download_prefix(s3.client(), source, work_dir)
-        else:
-            shutil.copytree(source, work_dir, dirs_exist_ok=True)
-    if not (work_dir / "manifest.json").is_file():
-        raise UsageError(f"no manifest.json among the shards in {', '.join(sources)}")
-
-
 def is_synthetic(store: Store) -> bool:
     """Synthetic buckets carry a ``synthetic.json`` at their root (written by ``data.synthetic``)."""
     try:
@@ -271,23 +134,6 @@ def is_synthetic(store: Store) -> bool:
         return True
     except Exception:  # noqa: BLE001 - absent, whatever the store says about it
         return False
-
-
-def push(output: Path, repo_id: str, private: bool) -> None:
-    """Publish the dataset, then its card and histogram, so ``load_dataset(repo_id)`` works."""
-    from datasets import load_from_disk
-    from huggingface_hub import DatasetCard, HfApi
-
-    load_from_disk(str(output)).push_to_hub(repo_id, private=private)
-    hub_card = DatasetCard.load(repo_id, repo_type="dataset")
-    ours = DatasetCard((output / "README.md").read_text())
-    for key in ("dataset_info", "configs"):  # what load_dataset reads from the card the Hub generated
-        if key in hub_card.data:
-            ours.data[key] = hub_card.data[key]
-    api = HfApi()
-    api.upload_file(path_or_fileobj=str(output / "class_histogram.png"), path_in_repo="class_histogram.png",
-                    repo_id=repo_id, repo_type="dataset")
-    ours.push_to_hub(repo_id, repo_type="dataset")
 
 
 def build(source: SourceArguments, selection: SelectionArguments, out: OutputArguments) -> dict:
@@ -342,7 +188,7 @@ def build(source: SourceArguments, selection: SelectionArguments, out: OutputArg
         if selection.limit is not None:
             stream = islice(stream, selection.limit)
         try:
-            total, processed = process_all(settings, work_dir, stream, out, hosts(out))
+            total, processed = process_chunks(settings, work_dir, stream, out.chunk_size, out.num_proc, hosts(out))
         except (s3.S3Error, FileNotFoundError, PermissionError) as error:
             raise UsageError(str(error)) from None
         if total == 0:

@@ -1,27 +1,35 @@
-"""Turn one chunk of listed bins into parquet shards (one per split) and a chunk report.
+"""Turn listed bins into parquet shards (one per split per chunk) and chunk reports, in parallel.
 
 A chunk is the unit of work, of parallelism and of resumption: its report is written last, atomically, so a chunk
 with a report is finished and a killed build redoes at most the chunks that were in flight. Reads overlap (many GETs
-in flight per worker), so a build from a real bucket is bound by CPU, not by S3 latency.
+in flight per worker process), so a build from a real bucket is bound by CPU, not by S3 latency.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import multiprocessing
 import os
+import queue
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from datasets import Features, Image, Value
+from tqdm.auto import tqdm
 
 from cloud.s3 import read_many
 from data import abid
 from data.images import prepare
 from data.sources import Candidate, Store
 from data.subsets import hash_split
+
+logger = logging.getLogger("data.build")
 
 SHARD_FEATURES = Features({
     "image": Image(),
@@ -133,6 +141,76 @@ def process_chunk(settings: ChunkSettings, work_dir: Path, index: int, chunk: li
     }
     _atomic(report_path(work_dir, index), lambda tmp: Path(tmp).write_text(json.dumps(report)))
     return report
+
+
+def chunks(stream: Iterator[Candidate], size: int) -> Iterator[tuple[int, list[Candidate]]]:
+    index = 0
+    while chunk := list(islice(stream, size)):
+        yield index, chunk
+        index += 1
+
+
+_worker_reader = None
+
+
+def _init_worker(settings: ChunkSettings) -> None:
+    global _worker_reader
+    _worker_reader = settings.store.reader()
+
+
+def _run_chunk(job: tuple[ChunkSettings, Path, int, list[Candidate]]) -> dict:
+    settings, work_dir, index, chunk = job
+    return process_chunk(settings, work_dir, index, chunk, _worker_reader)
+
+
+def process_chunks(settings: ChunkSettings, work_dir: Path, stream: Iterator[Candidate], chunk_size: int,
+                   num_proc: int, host: tuple[int, int]) -> tuple[int, int]:
+    """Process every unfinished chunk of this host; returns (total chunks listed, bins processed in this run).
+
+    Listing runs here in the main thread (so its errors surface here), feeding at most ``2 * num_proc`` chunks to
+    the workers at a time, so memory stays flat however long the listing is.
+    """
+    num_hosts, host_index = host
+    processed, total = 0, 0
+    with tqdm(desc="bins", unit="img", dynamic_ncols=True) as progress:
+
+        def done(report: dict | BaseException) -> None:
+            nonlocal processed
+            if isinstance(report, BaseException):
+                raise report
+            processed += report["candidates"]
+            progress.update(report["candidates"])
+            for image_id, reason, detail in report["dropped"]:
+                logger.warning("skipped %s: %s%s", image_id, reason, f" ({detail})" if detail else "")
+
+        def jobs() -> Iterator[tuple]:
+            nonlocal total
+            for index, chunk in chunks(stream, chunk_size):
+                total = index + 1
+                if index % num_hosts != host_index:
+                    continue
+                if report_path(work_dir, index).is_file():
+                    progress.update(len(chunk))
+                    continue
+                yield settings, work_dir, index, chunk
+
+        if num_proc <= 1:
+            _init_worker(settings)
+            for job in jobs():
+                done(_run_chunk(job))
+            return total, processed
+        results: queue.Queue = queue.Queue()
+        with multiprocessing.get_context("fork").Pool(num_proc, _init_worker, (settings,)) as pool:
+            pending = 0
+            for job in jobs():
+                if pending >= 2 * num_proc:
+                    done(results.get())
+                    pending -= 1
+                pool.apply_async(_run_chunk, (job,), callback=results.put, error_callback=results.put)
+                pending += 1
+            for _ in range(pending):
+                done(results.get())
+    return total, processed
 
 
 def _list_split(split_lists: dict[str, frozenset[str]] | None, image_id: str) -> str | None:

@@ -65,10 +65,13 @@ class Store:
             yield from sorted(_walk(root, prefix))
 
     def reader(self):
-        """A function key -> bytes; build one per process (boto3 clients are not shared across processes)."""
+        """A function key -> bytes; build one per process (HTTP pools are not shared across processes)."""
         if self.is_s3:
             bucket, base = s3.parse_s3_uri(self.root)
             base = f"{base.rstrip('/')}/" if base else ""
+            if s3.anonymous(self.unsigned):
+                read = s3.anonymous_reader(bucket, self.endpoint_url)
+                return lambda key: read(base + key)
             client = self.client()
             return lambda key: s3.get(client, bucket, base + key)
         root = Path(self.root)

@@ -62,8 +62,16 @@ from tqdm import tqdm
 from transformers import HfArgumentParser
 
 from cloud import s3 as cloud_s3
-from cloud.session import (ConfigError, check_bucket, check_instance_type, check_region, check_role, check_s3_uri,
-                           pinned, session)
+from cloud.session import (
+    ConfigError,
+    check_bucket,
+    check_instance_type,
+    check_region,
+    check_role,
+    check_s3_uri,
+    pinned,
+    session,
+)
 
 HANDLER = Path(__file__).with_name("handler.py")
 CODE_REQUIREMENTS = ("pillow",)  # the container has torch and transformers; Pillow decodes JPEGs as in training

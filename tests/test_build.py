@@ -266,6 +266,25 @@ def test_s3_source_through_moto_matches_local_build(aws, abid_sample, tmp_path):
     assert rows(tmp_path / "s3") == rows(tmp_path / "local")
 
 
+def test_anonymous_reads_of_a_public_bucket_and_a_clear_error_for_a_private_one(aws, abid_sample, tmp_path):
+    client = s3.client()
+    for bucket in ("abid-public", "abid-private"):
+        client.create_bucket(Bucket=bucket)
+        s3.upload_dir(client, abid_sample / "bin-images", f"s3://{bucket}/bin-images")
+        s3.upload_dir(client, abid_sample / "metadata", f"s3://{bucket}/metadata")
+    public_read = [{"Effect": "Allow", "Principal": "*", "Action": ["s3:GetObject", "s3:ListBucket"],
+                    "Resource": ["arn:aws:s3:::abid-public", "arn:aws:s3:::abid-public/*"]}]
+    client.put_bucket_policy(Bucket="abid-public", Policy=json.dumps({"Version": "2012-10-17",
+                                                                       "Statement": public_read}))
+    assert build("--source", "s3://abid-public", "--unsigned", "--output", str(tmp_path / "public")) == 0
+    assert build("--source", str(abid_sample), "--output", str(tmp_path / "local")) == 0
+    assert rows(tmp_path / "public") == rows(tmp_path / "local")
+    result = subprocess.run([sys.executable, "-m", "data.build", "--source", "s3://abid-private", "--unsigned",
+                             "--output", str(tmp_path / "private")], capture_output=True, text=True,
+                            env=python_env(), timeout=120)
+    assert result.returncode == 2 and "access denied" in result.stderr.strip().splitlines()[-1]
+
+
 @pytest.mark.parametrize("source, message", [
     ("s3://no-such-bucket-here", "bucket does not exist"),
     ("s3://Not_A_Bucket", "not an S3 URI"),
@@ -281,8 +300,8 @@ def test_unusable_sources_give_one_clear_line(aws, tmp_path, source, message):
 
 
 def test_unreachable_endpoint_and_denied_access(tmp_path):
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
     import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     class Denied(BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802 - http.server's naming

@@ -29,9 +29,19 @@ from packaging.requirements import Requirement
 from cloud import s3
 from cloud.local import FAKE_ACCOUNT_ROLE, aws_env, free_port
 from cloud.session import stage_bundle
-from train.launch_sagemaker import (PROCESSING_REQUIREMENTS, TRAINING_REQUIREMENTS, DataChannels, SageMakerArguments,
-                                    TrainingJobArguments, describe, describe_tuning, estimator, hyperparameters, main,
-                                    train)
+from train.launch_sagemaker import (
+    PROCESSING_REQUIREMENTS,
+    TRAINING_REQUIREMENTS,
+    DataChannels,
+    SageMakerArguments,
+    TrainingJobArguments,
+    describe,
+    describe_tuning,
+    estimator,
+    hyperparameters,
+    main,
+    train,
+)
 from train.logs import metric_definitions
 
 BUCKET = "bincount-launch"

@@ -137,9 +137,9 @@ def test_cli_writes_a_dataset(tmp_path):
 
 
 def test_cli_rejects_min_count_above_max_count(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "data.synthetic", "--output", str(tmp_path / "out"), "--num_images", "3",
-                             "--seed", "1", "--min_count", "4", "--max_count", "2"], cwd=ROOT, env=python_env(),
-                            capture_output=True, text=True, timeout=120)
+    command = [sys.executable, "-m", "data.synthetic", "--output", str(tmp_path / "out"), "--num_images", "3",
+               "--seed", "1", "--min_count", "4", "--max_count", "2"]
+    result = subprocess.run(command, cwd=ROOT, env=python_env(), capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
     assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert not (tmp_path / "out").exists()

@@ -49,7 +49,8 @@ def test_train_writes_artifacts_and_round_trips_through_the_pipeline(tiny_datase
     config = json.loads((out / "config.json").read_text())
     assert config["id2label"] == {str(i): name for i, name in enumerate(names)}
     metrics = json.loads((out / "all_results.json").read_text())
-    assert {"train_loss", "eval_accuracy", "eval_rmse", "test_accuracy", "test_rmse", "test_rmse_expected"} <= set(metrics)
+    expected = {"train_loss", "eval_accuracy", "eval_rmse", "test_accuracy", "test_rmse", "test_rmse_expected"}
+    assert expected <= set(metrics)
     assert metrics["test_num_samples"] == min(32, len(load_from_disk(str(tiny_dataset))["test"]))
     card = (out / "README.md").read_text()
     assert "model-index" in card and "| Quantity | Per class accuracy (%) | Per class RMSE |" in card
@@ -87,7 +88,8 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tiny_dataset, tmp_pat
     assert reference.returncode == 0, reference.stderr[-3000:]
 
     out = tmp_path / "killed"
-    process = subprocess.Popen([sys.executable, "-m", "train.run", *train_args(tiny_dataset, out, "tiny-resnet", *extra)],
+    command = [sys.executable, "-m", "train.run", *train_args(tiny_dataset, out, "tiny-resnet", *extra)]
+    process = subprocess.Popen(command,
                                env=python_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)
     deadline = time.monotonic() + 300

@@ -40,8 +40,17 @@ from botocore.exceptions import BotoCoreError, ClientError
 from transformers import HfArgumentParser
 
 from cloud.s3 import parse_s3_uri
-from cloud.session import (ConfigError, check_bucket, check_instance_type, check_region, check_role,
-                           check_s3_uri, pack_bundle, redacted, session)
+from cloud.session import (
+    ConfigError,
+    check_bucket,
+    check_instance_type,
+    check_region,
+    check_role,
+    check_s3_uri,
+    pack_bundle,
+    redacted,
+    session,
+)
 from train.args import SAGEMAKER_CHECKPOINTS, known_options
 from train.logs import metric_definitions
 from train.tune import SearchArguments
@@ -56,7 +65,7 @@ PROCESSING_CONTAINER = {"framework": "pytorch", "version": "2.8.0", "py_version"
 TRAINING_REQUIREMENTS = ("transformers", "datasets", "evaluate", "accelerate", "huggingface-hub", "safetensors",
                          "pillow", "numpy", "matplotlib", "tqdm")
 PROCESSING_REQUIREMENTS = ("transformers", "datasets", "huggingface-hub", "pillow", "numpy", "matplotlib", "tqdm",
-                           "boto3", "botocore")
+                           "boto3", "botocore", "urllib3")
 SPLITS = ("train", "validation", "test")
 TUNED = ("learning_rate", "per_device_train_batch_size", "num_train_epochs", "weight_decay")
 RESERVED_HYPERPARAMETERS = {

@@ -16,7 +16,8 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassi
 from train.args import ModelArguments, UsageError
 
 logger = logging.getLogger("train.model")
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
 # Configuration keys that do not change what a checkpoint's weights mean.
 VOLATILE_KEYS = {"transformers_version", "architectures", "torch_dtype", "dtype", "_name_or_path", "problem_type",
                  "output_hidden_states", "use_cache"}
@@ -62,7 +63,7 @@ def freeze_backbone(model: torch.nn.Module) -> None:
 
 
 def is_convolutional(model: torch.nn.Module) -> bool:
-    """Most parameters in Conv2d layers (ResNet, ConvNeXt, ...), unlike ViT whose only convolution is the patch embed."""
+    """Most parameters in Conv2d layers (ResNet, ConvNeXt, ...), unlike ViT, whose one convolution embeds patches."""
     conv = sum(p.numel() for m in model.modules() if isinstance(m, torch.nn.Conv2d) for p in m.parameters())
     return conv > 0.5 * sum(p.numel() for p in model.parameters())
 

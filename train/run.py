@@ -35,10 +35,12 @@ from transformers import EarlyStoppingCallback, Trainer, set_seed
 from transformers.trainer_callback import ProgressCallback
 from transformers.trainer_utils import get_last_checkpoint
 
-from train import card, data, model as models, plots
+from train import card, data, plots
+from train import model as models
 from train.args import CountingArguments, DataArguments, ModelArguments, OutputArguments, UsageError, parse_args
 from train.logs import MetricLines, ProgressBars
-from train.metrics import flatten, format_table, load as load_metric
+from train.metrics import flatten, format_table
+from train.metrics import load as load_metric
 from train.objectives import CountingLoss, EpochWeightedSampler, class_weights, sample_weights
 from train.transforms import Augmentation, BinTransform, EpochSync, collate
 
