@@ -30,10 +30,11 @@ from pathlib import Path
 import psutil
 from transformers import HfArgumentParser
 
-from bench.train_throughput import RESULTS, ROOT, machine
+from bench.report import RESULTS, describe, machine, markdown_table, save_results
 from cloud import s3
 from cloud.local import aws_env, free_port, stop, wait_for_http
 
+ROOT = Path(__file__).resolve().parents[1]
 ABID_SAMPLE = ROOT.parent / "shared" / "abid-sample"
 
 
@@ -182,15 +183,11 @@ def main() -> None:
         rows += bench_local(synthetic(n), n, f"synthetic {n}")
     if (ABID_SAMPLE / "bin-images").is_dir():
         rows += bench_local(ABID_SAMPLE, len(list((ABID_SAMPLE / "bin-images").glob("*.jpg"))), "real ABID sample")
-    result = {"machine": machine(), "delay_ms": args.delay_ms, "rows": rows}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "build_speed.json").write_text(json.dumps(result, indent=1))
+    info = machine()
+    save_results("build_speed", {"machine": info, "delay_ms": args.delay_ms, "rows": rows})
     columns = ["source", "images", "method", "processes", "images_per_s", "peak_rss_mib", "peak_anonymous_mib",
                "stand_in_cpu_share", "speedup"]
-    print(f"\nMachine: {result['machine']}\n")
-    print("| " + " | ".join(columns) + " |\n|" + "---|" * len(columns))
-    for row in rows:
-        print("| " + " | ".join(str(row.get(c, "")) for c in columns) + " |")
+    print(f"\nMachine: {describe(info)}\n\n{markdown_table(rows, columns)}")
 
 
 if __name__ == "__main__":

@@ -10,18 +10,14 @@ processor, forward, answer as JSON) to show where any overhead goes. Images: syn
 (470x350, JPEG quality as the synthetic dataset), or the JPEGs of ``--images``. Prints Markdown tables and writes
 ``bench/results/handler_latency.json``; the machine (CPU, cores, torch threads, load) is part of both.
 
-Also the helpers the other benchmarks share: ``build_model``, ``abid_jpegs``, ``machine``, ``fail``,
-``markdown_table``, ``save_results``.
+Also what the other serving benchmarks share: ``build_model`` (ResNet-50 / ViT-B/16 from config, with their
+checkpoints' processors) and ``abid_jpegs`` (request bodies).
 """
 
 from __future__ import annotations
 
 import io
-import json
-import os
-import platform
 import random
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -29,18 +25,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import PIL
 import torch
-import transformers
 from PIL import Image
 from tqdm import tqdm
 from transformers import AutoModelForImageClassification, HfArgumentParser, ResNetConfig, ViTConfig
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, PILImageResampling
 
+from bench.report import fail, machine, markdown_table, milliseconds, save_results
 from data.synthetic import JPEG_QUALITY, render_bin, sample_products
 from inference import handler
 
-RESULTS = Path(__file__).resolve().parent / "results"
 LABELS = [str(count) for count in range(6)]
 ABID_MEDIAN_SIZE = (470, 350)
 OVERHEAD_GOAL = 0.10
@@ -106,42 +100,6 @@ def abid_jpegs(count: int = 16, folder: str | None = None) -> list[bytes]:
         image.convert("RGB").save(out, format="JPEG", quality=JPEG_QUALITY)
         bodies.append(out.getvalue())
     return bodies
-
-
-def machine() -> dict:
-    """What the figures were measured on; the load average says how busy a shared machine was."""
-    cpu = platform.processor()
-    if Path("/proc/cpuinfo").exists():
-        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name")), cpu)
-    return {"cpu": cpu, "cores": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0)),
-            "torch_threads": torch.get_num_threads(), "load_average": [round(x, 2) for x in os.getloadavg()],
-            "python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
-            "pillow": PIL.__version__}
-
-
-def fail(message: str) -> None:
-    """End a benchmark the way the project's commands end on bad input: one line on stderr, status 2."""
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
-
-
-def markdown_table(rows: list[dict]) -> str:
-    header = list(rows[0])
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(row[key]) for key in header) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def save_results(name: str, results: dict) -> Path:
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps(results, indent=1) + "\n")
-    return path
-
-
-def milliseconds(samples: list[float], q: float) -> float:
-    return round(float(np.percentile(samples, q)) * 1000, 2)
 
 
 # This benchmark

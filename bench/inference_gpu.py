@@ -20,7 +20,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 from transformers import AutoModelForImageClassification, HfArgumentParser
 
-from bench.handler_latency import ARCHITECTURES, build_model, fail, machine, markdown_table, save_results
+from bench.handler_latency import ARCHITECTURES, build_model
+from bench.report import fail, machine, markdown_table, save_results
 
 
 @dataclass

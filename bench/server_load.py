@@ -28,16 +28,8 @@ from pathlib import Path
 from tqdm import tqdm
 from transformers import HfArgumentParser
 
-from bench.handler_latency import (
-    ARCHITECTURES,
-    abid_jpegs,
-    build_model,
-    fail,
-    machine,
-    markdown_table,
-    milliseconds,
-    save_results,
-)
+from bench.handler_latency import ARCHITECTURES, abid_jpegs, build_model
+from bench.report import fail, machine, markdown_table, milliseconds, save_results
 from cloud.local import free_port, stop, wait_for_http
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,8 +44,8 @@ class LoadArguments:
     model: str | None = field(default=None, metadata={"help": "Model folder to serve (default: --architecture)."})
     architecture: str = field(default="ResNet-50", metadata={
         "help": f"Architecture built from config when no --model is given: {', '.join(ARCHITECTURES)}."})
-    server_threads: int | None = field(default=None, metadata={
-        "help": "OMP_NUM_THREADS of the server process (default: torch's own choice)."})
+    torch_threads: int | None = field(default=None, metadata={
+        "help": "The server's --torch_threads (default: the server's own default)."})
 
 
 @dataclass
@@ -133,11 +125,10 @@ def main() -> None:
         model_dir = args.model or str(build_model(args.architecture, Path(folder)))
         port, log = free_port(), Path(folder) / "serve.log"
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        if args.server_threads:
-            env["OMP_NUM_THREADS"] = str(args.server_threads)
         with log.open("w") as out:
+            threads = ["--torch_threads", str(args.torch_threads)] if args.torch_threads else []
             server = subprocess.Popen([sys.executable, "-m", "inference.serve", "--model", model_dir, "--port",
-                                       str(port)], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                       str(port), *threads], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
                                       start_new_session=True)
         try:
             wait_for_http(f"http://127.0.0.1:{port}/ping", timeout=600, process=server)
@@ -154,13 +145,11 @@ def main() -> None:
     rows += [summarise(kind, [o for o in outcomes if o.kind == kind], None) for kind in ("image/jpeg", "json+verify")]
     errors = sorted({outcome.error for outcome in outcomes if outcome.error})
     info = machine()
-    if args.server_threads:
-        info["server_omp_threads"] = args.server_threads
     results = {"machine": info, "settings": asdict(args), "model": args.model or args.architecture, "rows": rows,
                "errors": errors[:20], "wall_s": round(elapsed, 2)}
     print(f"Server load: {args.model or args.architecture + ' (from config)'}, {args.requests} requests from "
           f"{args.clients} clients in {elapsed:.1f} s; CPU: {info['cpu']}, {info['usable_cores']} usable cores, "
-          f"server torch threads {args.server_threads or 'default'}, load average {info['load_average']}\n")
+          f"server torch threads {args.torch_threads or 'default'}, load average {info['load_average']}\n")
     print(markdown_table(rows))
     for error in errors[:5]:
         print(f"error: {error}")

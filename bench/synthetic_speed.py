@@ -18,6 +18,7 @@ from pathlib import Path
 
 from transformers import HfArgumentParser
 
+from bench.report import describe, machine, markdown_table, save_results
 from data.synthetic import generate
 
 
@@ -45,13 +46,19 @@ def measure(workdir: Path, num_images: int, num_proc: int, seed: int = 0) -> tup
 
 def main() -> None:
     (args,) = HfArgumentParser(SpeedArguments).parse_args_into_dataclasses()
-    cpus = os.sched_getaffinity(0)
+    info, cpus = machine(), os.sched_getaffinity(0)
     os.sched_setaffinity(0, {min(cpus)})
-    wall, cpu = measure(Path(args.workdir), args.num_images, 1, args.seed)
-    print(f"one core: {wall:.0f} images/s, {cpu:.0f} images per CPU-second")
+    rows = [{"run": "one core", **rate(*measure(Path(args.workdir), args.num_images, 1, args.seed))}]
     os.sched_setaffinity(0, cpus)
-    wall, cpu = measure(Path(args.workdir), args.num_images, args.num_proc, args.seed)
-    print(f"--num_proc {args.num_proc} ({len(cpus)} CPUs): {wall:.0f} images/s, {cpu:.0f} images per CPU-second")
+    rows.append({"run": f"--num_proc {args.num_proc} ({len(cpus)} CPUs)",
+                 **rate(*measure(Path(args.workdir), args.num_images, args.num_proc, args.seed))})
+    save_results("synthetic_speed", {"machine": info, "num_images": args.num_images, "rows": rows})
+    print(f"Machine: {describe(info)}; {args.num_images} images per run\n")
+    print(markdown_table(rows))
+
+
+def rate(wall: float, cpu: float) -> dict:
+    return {"images/s": round(wall, 1), "images per CPU-second": round(cpu, 1)}
 
 
 if __name__ == "__main__":

@@ -3,18 +3,17 @@
     python -m bench.train_throughput [--dataset DIR] [--models tiny-resnet tiny-vit] [--steps 30] [--warmup 5]
 
 For each model, in one process and on the same device: (1) the DataLoader alone (decode + augmentation + processor
-in the workers), (2) the Trainer exactly as ``train.run`` assembles it, (3) a plain loop (AdamW, the same loss and the
-same DataLoader object, autocast bf16 on GPUs). Images/s are timed after ``--warmup`` steps. On a GPU the default
-models are ViT-B/16 and ResNet-50 at 224 px built from config (the architectures of google/vit-base-patch16-224-in21k
-and microsoft/resnet-50) and MFU is reported from their known training FLOPs (3 x forward).
+in the workers), (2) the Trainer exactly as ``train.run`` assembles it, (3) a plain loop doing the same work (the same
+loss, gradient clipping, AdamW, cosine schedule) on the same DataLoader object, autocast bf16 on GPUs. Images/s are
+timed after ``--warmup`` steps. On a GPU the default models are ViT-B/16 and ResNet-50 at 224 px built from config
+(the architectures of google/vit-base-patch16-224-in21k and microsoft/resnet-50) and MFU is reported from their known
+training FLOPs (3 x forward).
 Without ``--dataset`` a synthetic dataset is generated and built under bench/results/.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -24,8 +23,9 @@ from pathlib import Path
 import torch
 from transformers import HfArgumentParser, TrainerCallback
 
+from bench.report import RESULTS, describe, machine, markdown_table, save_results
+
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results"
 # Forward GFLOPs per image at 224 px (2 x MACs); a training step costs about 3 forwards.
 FORWARD_GFLOPS = {"vit-base": 35.2, "resnet-50": 8.2}
 H100_BF16_DENSE_TFLOPS = 989.0
@@ -106,8 +106,13 @@ def time_loader(loader, warmup: int, steps: int) -> float:
     return images / (time.perf_counter() - start)
 
 
-def time_plain_loop(model, loader, loss_fn, warmup: int, steps: int, device: torch.device) -> float:
+def time_plain_loop(model, loader, loss_fn, warmup: int, steps: int, device: torch.device,
+                    max_grad_norm: float) -> float:
+    """The same work as a Trainer step, written out: forward, loss, backward, clipping, AdamW, LR schedule."""
+    from transformers import get_cosine_schedule_with_warmup
+
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    schedule = get_cosine_schedule_with_warmup(optimizer, warmup, warmup + steps)
     model.train()
     iterator, images, start = iter(loader), 0, None
     for step in range(warmup + steps):
@@ -121,7 +126,9 @@ def time_plain_loop(model, loader, loss_fn, warmup: int, steps: int, device: tor
             outputs = model(pixel_values=pixel_values)
         loss = loss_fn(outputs, labels)
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
         optimizer.step()
+        schedule.step()
         optimizer.zero_grad(set_to_none=True)
         images += len(labels)
     if device.type == "cuda":
@@ -143,7 +150,7 @@ def bench_model(name: str, dataset: str, bench: BenchArguments) -> dict:
     # The plain loop: a fresh copy of the same model, the same loss and the very same DataLoader.
     model = type(trainer.model)(trainer.model.config).to(trainer.args.device)
     plain_ips = time_plain_loop(model, loader, trainer.compute_loss_func, bench.warmup, bench.steps,
-                                trainer.args.device)
+                                trainer.args.device, trainer.args.max_grad_norm)
     row = {"model": name, "device": str(trainer.args.device), "batch_size": bench.batch_size,
            "num_workers": bench.num_workers, "dataloader_images_per_s": round(data_only, 1),
            "trainer_images_per_s": round(trainer_ips, 1), "plain_loop_images_per_s": round(plain_ips, 1),
@@ -154,16 +161,6 @@ def bench_model(name: str, dataset: str, bench: BenchArguments) -> dict:
     return row
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
-    return f"{cpu}, {os.cpu_count()} cores, {gpu}, torch {torch.__version__}, {torch.get_num_threads()} threads"
-
-
 def main() -> None:
     (bench,) = HfArgumentParser(BenchArguments).parse_args_into_dataclasses()
     cuda = torch.cuda.is_available()
@@ -172,14 +169,9 @@ def main() -> None:
     models = bench.models or (["vit-base", "resnet-50"] if cuda else ["tiny-resnet", "tiny-vit"])
     dataset = bench.dataset or str(synthetic_dataset(bench.num_images))
     rows = [bench_model(name, dataset, bench) for name in models]
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    result = {"machine": machine(), "rows": rows}
-    (RESULTS / "train_throughput.json").write_text(json.dumps(result, indent=1))
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    print(f"\nMachine: {result['machine']}\n")
-    print("| " + " | ".join(columns) + " |\n|" + "---|" * len(columns))
-    for row in rows:
-        print("| " + " | ".join(str(row.get(c, "")) for c in columns) + " |")
+    info = machine()
+    save_results("train_throughput", {"machine": info, "rows": rows})
+    print(f"\nMachine: {describe(info)}\n\n{markdown_table(rows)}")
 
 
 if __name__ == "__main__":
