@@ -42,9 +42,9 @@ class ServeArguments:
     host: str = field(default="127.0.0.1", metadata={"help": "Address to listen on (0.0.0.0 for other machines)."})
     max_body_bytes: int | None = field(default=None, metadata={
         "help": "Answer larger request bodies with 413 (default: $BINCOUNT_MAX_BODY_BYTES, else 16 MiB)."})
-    torch_threads: int = field(default=1, metadata={
-        "help": "Threads of the model forward. Requests already run in parallel threads (decoding, pre-processing), "
-                "so one avoids oversubscribing the cores; raise it for large models on many cores."})
+    torch_threads: int | None = field(default=None, metadata={
+        "help": "Threads of the model forward (default: torch's choice, one per core). Forwards run one at a time, "
+                "so they should use every core; decoding and pre-processing of other requests overlap with them."})
 
 
 class InferenceServer(ThreadingHTTPServer):
@@ -144,7 +144,8 @@ def make_server(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8080
 def main(argv: list[str] | None = None) -> None:
     (args,) = HfArgumentParser(ServeArguments).parse_args_into_dataclasses(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    torch.set_num_threads(max(1, args.torch_threads))
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
     try:
         settings = Settings.from_env()
         if args.max_body_bytes is not None:
