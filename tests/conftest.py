@@ -45,6 +45,17 @@ def hub(tmp_path_factory):
         yield server
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models gain nothing from threads, and on a busy shared CPU waiting for a second one costs far more."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def abid_sample() -> Path:
     """The real ABID images and metadata beside the checkout; tests skip (with the reason) when it is absent."""

@@ -19,6 +19,8 @@ from tests.conftest import make_tiny_model
 
 FIXED = [0.02, 0.03, 0.05, 0.6, 0.25, 0.05]  # what the fixed model answers for any image, classes "0".."5"
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def image_bytes(format: str = "JPEG", size: tuple[int, int] = (320, 240), seed: int = 0) -> bytes:
     """A noisy image, so different seeds give the model different inputs."""
@@ -60,15 +62,6 @@ def assert_counts_answer(result: dict, model: CountingModel) -> None:
     assert result["count"] == model.counts[model.labels.index(result["label"])]
     mean = sum(p * c for p, c in zip(probabilities.values(), model.counts))
     assert math.isclose(result["expected_count"], mean, abs_tol=1e-4)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models gain nothing from threads, and on a busy shared CPU waiting for a second one costs far more."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

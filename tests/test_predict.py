@@ -12,7 +12,6 @@ from pathlib import Path
 
 import boto3
 import pytest
-import torch
 
 from inference import handler, predict
 from tests.conftest import ROOT, python_env
@@ -21,14 +20,7 @@ from tests.test_handler import FIXED, fixed, image_bytes, truncated_jpeg
 BUCKET = "bincount-predict-test"
 LABELS = [str(i) for i in range(6)]
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models gain nothing from threads, and on a busy shared CPU waiting for a second one costs far more."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
