@@ -18,7 +18,7 @@ def render(model_name: str, base_model: str, dataset: str, names: list[str], res
                 dataset_name=dataset, dataset_split=results_split, metric_type=metric, metric_name=metric,
                 metric_value=round(results[key], 4)))
     data = ModelCardData(
-        model_name=model_name, license="cc-by-nc-sa-4.0", library_name="transformers",
+        model_name=model_name, license="cc-by-nc-sa-3.0", library_name="transformers",
         pipeline_tag="image-classification", tags=["object-counting", "inventory", "bin-counting"],
         datasets=[dataset] if "/" in dataset and not dataset.startswith(("/", ".")) else None,
         base_model=base_model if "/" in base_model and not base_model.startswith(("/", ".")) else None,
