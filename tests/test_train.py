@@ -3,6 +3,7 @@ after SIGKILL, two processes, the Hub, tuning and bad input."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -14,8 +15,11 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from datasets import ClassLabel, load_from_disk
+from PIL import Image
 
+from inference import handler
 from tests.conftest import HUB_TOKEN, TINY_CONFIGS, hub_env, python_env
 from train.logs import metric_definitions
 from train.run import main as train_main
@@ -56,7 +60,6 @@ def test_train_writes_artifacts_and_round_trips_through_the_pipeline(tiny_datase
     assert "model-index" in card and "| Quantity | Per class accuracy (%) | Per class RMSE |" in card
     assert "Per class accuracy" in result.stdout  # the abid_challenge table is printed
 
-    from PIL import Image
     from transformers import pipeline
 
     image = Image.new("RGB", (470, 350), (60, 60, 60))
@@ -228,3 +231,22 @@ def test_bad_models_and_resume_folders_fail_with_one_line(tiny_dataset, tmp_path
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
     assert "checkpoint of another model" in fail(capsys, train_args(tiny_dataset, out, "tiny-vit"))
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_trains_and_serves_on_a_gpu(tiny_dataset, tmp_path):
+    """On CUDA, bf16 (or fp16) switches on by itself, and the handler serves on the GPU."""
+    out = tmp_path / "model"
+    result = run_train(train_args(tiny_dataset, out, "tiny-resnet"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    resolved = json.loads((out / "run_args.json").read_text())
+    assert resolved["training"]["bf16"] or resolved["training"]["fp16"]
+
+    model = handler.model_fn(str(out))
+    assert model.device.type == "cuda"
+    body = io.BytesIO()
+    Image.new("RGB", (470, 350), (90, 80, 70)).save(body, format="JPEG")
+    answer = json.loads(handler.output_fn(handler.predict_fn(handler.input_fn(body.getvalue(), "image/jpeg"), model),
+                                          "application/json"))
+    assert answer["label"] in model.labels and abs(sum(answer["probabilities"].values()) - 1) < 1e-4
