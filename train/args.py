@@ -76,6 +76,11 @@ class OutputArguments:
         "help": "Where the final model, metrics, plots and card go (default: output_dir; SageMaker: SM_MODEL_DIR)."})
     overwrite: bool = field(default=False, metadata={
         "help": "Start over even if output_dir holds checkpoints (default: resume from the last one)."})
+    profile: bool = field(default=False, metadata={
+        "help": "Profile training steps with torch.profiler: a Chrome/TensorBoard trace in <output_dir>/profile/, "
+                "a summary in the log and <output_dir>/profile.md (train/profiling.py)."})
+    profile_steps: str = field(default="3-7", metadata={
+        "help": "FIRST-LAST optimizer steps of this run that --profile records (the first ones warm up)."})
 
 
 ARGUMENT_GROUPS = (DataArguments, ModelArguments, CountingArguments, OutputArguments, TrainingArguments)

@@ -42,6 +42,7 @@ from train.logs import MetricLines, ProgressBars
 from train.metrics import flatten, format_table
 from train.metrics import load as load_metric
 from train.objectives import CountingLoss, EpochWeightedSampler, class_weights, sample_weights
+from train.profiling import StepProfiler
 from train.transforms import Augmentation, BinTransform, EpochSync, collate
 
 logger = logging.getLogger("train.run")
@@ -155,6 +156,8 @@ def setup(data_args: DataArguments, model_args: ModelArguments, counting: Counti
                              max(1, training.world_size)), EpochSync([train_transform, sampler])]
     if counting.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(counting.early_stopping_patience))
+    if out.profile:
+        callbacks.append(StepProfiler(out.profile_steps, UsageError))
     trainer = CountingTrainer(
         model=model, args=training, train_dataset=splits.train.with_transform(train_transform),
         eval_dataset=evaluation["eval"], processing_class=processor,
