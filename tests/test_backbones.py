@@ -110,7 +110,7 @@ def test_frozen_backbone_trains_only_the_head(trained, arch):
 
 CONTAINER_SCRIPT = """
 import json, sys, transformers
-sys.path.insert(0, sys.argv[1])
+sys.path[:0] = [sys.argv[1] + "/inference", sys.argv[1]]  # the handler and the project modules it ships with
 import handler
 image = open(sys.argv[2], "rb").read()
 answers = {}
@@ -126,8 +126,8 @@ def check_in_container(folders: list, tmp_path) -> None:
     if not CONTAINER_PYTHON.exists():
         pytest.skip(f"no container stand-in at {CONTAINER_PYTHON} (make venv creates it)")
     (tmp_path / "bin.png").write_bytes(bin_image(1))
-    env = {"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}  # the project stays off the path
-    run = subprocess.run([str(CONTAINER_PYTHON), "-c", CONTAINER_SCRIPT, str(ROOT / "inference"),
+    env = {"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}  # the container's libraries only
+    run = subprocess.run([str(CONTAINER_PYTHON), "-c", CONTAINER_SCRIPT, str(ROOT),
                           str(tmp_path / "bin.png"), *map(str, folders)],
                          capture_output=True, text=True, timeout=600, env=env)
     assert run.returncode == 0, run.stderr[-3000:]
