@@ -1,24 +1,35 @@
 """Arguments of ``python -m train.run``: four ``@dataclass`` groups plus ``transformers.TrainingArguments``.
 
 Parsed by ``HfArgumentParser`` from the command line (``--key value``, which is also how SageMaker passes
-hyperparameters) or from one JSON file. Inside a SageMaker training job the defaults follow the container contract:
+hyperparameters) and from a recipe: ``--config FILE`` names a JSON or YAML file of any of these options (e.g.
+``train/recipes/small-real-cpu.json``), and options on the command line override it. A SageMaker hyperparameter
+``config`` names the file the same way. Inside a SageMaker training job the defaults follow the container contract:
 data from ``SM_CHANNEL_{TRAIN,VALIDATION,TEST}``, the model to ``SM_MODEL_DIR``, checkpoints to ``/opt/ml/checkpoints``.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
+import yaml
 from transformers import HfArgumentParser, TrainingArguments
+from transformers.hf_argparser import string_to_bool
+
+from core.cli import UserError
 
 SAGEMAKER_CHECKPOINTS = "/opt/ml/checkpoints"
+ROOT = Path(__file__).resolve().parents[1]
+# Options holding a path that a recipe may give relative to the repository (train/configs/...).
+REPOSITORY_PATHS = ("model_name_or_path", "processor_name_or_path")
 
 
-class UsageError(Exception):
+class UsageError(UserError):
     """Bad input or arguments: one line for the user, exit code 2, nothing overwritten."""
 
 
@@ -52,10 +63,21 @@ class ModelArguments:
 @dataclass
 class CountingArguments:
     objective: str = field(default="cross_entropy", metadata={
-        "help": "cross_entropy, or count_aware: cross-entropy plus a penalty on the squared error of the expected "
-                "(probability-weighted) count, which uses the order of the counts.",
-        "choices": ["cross_entropy", "count_aware"]})
+        "help": "cross_entropy; count_aware: cross-entropy plus a penalty on the squared error of the expected "
+                "(probability-weighted) count; ordinal: cross-entropy on soft targets that give neighbour_mass to "
+                "the counts one away. The last two use the order of the counts.",
+        "choices": ["cross_entropy", "count_aware", "ordinal"]})
     count_loss_weight: float = field(default=0.5, metadata={"help": "Weight of the count penalty (count_aware)."})
+    neighbour_mass: float = field(default=0.4, metadata={
+        "help": "Target probability shared by the counts k-1 and k+1 of a bin of k items (ordinal)."})
+    image_size: int | None = field(default=None, metadata={
+        "help": "Resize inputs to this many pixels square instead of the processor's size (saved with the model)."})
+    calibrate: bool = field(default=True, metadata={
+        "help": "Fit temperature scaling on the validation split and bake it into the saved classifier."})
+    audit: bool = field(default=True, metadata={
+        "help": "Play the inventory audit on validation and test; save default verify thresholds (verify.json)."})
+    target_false_alarm: float = field(default=0.05, metadata={
+        "help": "Share of correctly recorded bins the saved verify thresholds may flag as mismatch."})
     class_weighting: str = field(default="none", metadata={
         "help": "Loss weights against class imbalance, from the train histogram.",
         "choices": ["none", "inverse", "sqrt_inverse"]})
@@ -81,6 +103,9 @@ class OutputArguments:
                 "a summary in the log and <output_dir>/profile.md (train/profiling.py)."})
     profile_steps: str = field(default="3-7", metadata={
         "help": "FIRST-LAST optimizer steps of this run that --profile records (the first ones warm up)."})
+    config: str | None = field(default=None, metadata={
+        "help": "A JSON or YAML file of any of these options (a recipe, e.g. train/recipes/small-real-cpu.json); "
+                "options on the command line override it."})
 
 
 ARGUMENT_GROUPS = (DataArguments, ModelArguments, CountingArguments, OutputArguments, TrainingArguments)
@@ -113,13 +138,81 @@ def parser() -> HfArgumentParser:
 
 
 def parse_args(argv: list[str] | None = None) -> tuple:
-    """(data, model, counting, output, training) from a JSON file or the command line."""
-    argv = sys.argv[1:] if argv is None else argv
+    """(data, model, counting, output, training) from the command line over the ``--config`` file's values.
+
+    A lone ``FILE.json`` / ``FILE.yaml`` argument is read as ``--config FILE``, as HF's example scripts do.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
+        argv = ["--config", argv[0]]
     parse = parser()
-    if len(argv) == 1 and argv[0].endswith(".json"):
-        with open(argv[0]) as f:
-            return parse.parse_dict({**defaults(), **json.load(f)})
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pre.add_argument("--config")
+    config = pre.parse_known_args(argv)[0].config
+    if config:
+        parse.set_defaults(**read_config(config, parse))
     return parse.parse_args_into_dataclasses(argv)
+
+
+def read_config(path: str, parse: HfArgumentParser) -> dict:
+    """The file's options, checked against the parser and converted to their types; UsageError names the file and
+    the key of the first problem."""
+    file = Path(path)
+    if not file.is_file() and not file.is_absolute() and (ROOT / file).is_file():
+        file = ROOT / file  # a recipe named relative to the repository, from another working directory
+    try:
+        text = file.read_text()
+        values = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
+    except OSError as error:
+        raise UsageError(f"cannot read config {path}: {error.strerror or error}") from None
+    except (json.JSONDecodeError, yaml.YAMLError) as error:
+        raise UsageError(f"config {path} does not parse: {' '.join(str(error).split())}") from None
+    if not isinstance(values, dict):
+        raise UsageError(f"config {path} must hold an object of option names and values")
+    actions = {}
+    for action in parse._actions:
+        if action.option_strings and action.type is not None:
+            actions.setdefault(action.dest, action)
+    converted = {}
+    for key, value in values.items():
+        if key not in actions or key == "config":
+            raise UsageError(f"config {path}: unknown option {key!r} (see python -m train.run --help)")
+        converted[key] = _convert(actions[key], value, f"config {path}: option {key!r}")
+        if key in REPOSITORY_PATHS and isinstance(value, str) and not Path(value).exists() and (ROOT / value).exists():
+            converted[key] = str(ROOT / value)
+    return converted
+
+
+def _convert(action: argparse.Action, value, where: str):
+    """A config value as the parser would have made it from the command line."""
+    if value is None:
+        return None
+    if action.nargs in ("+", "*"):
+        if not isinstance(value, list):
+            raise UsageError(f"{where} must be a list")
+        return [_scalar(action, item, where) for item in value]
+    return _scalar(action, value, where)
+
+
+def _scalar(action: argparse.Action, value, where: str):
+    kind = action.type
+    if isinstance(value, (dict, list)):
+        if kind is str:  # options such as lr_scheduler_kwargs take a JSON object
+            return value
+        raise UsageError(f"{where} must be a single value, got {type(value).__name__}")
+    if kind in (int, float) and (isinstance(value, bool) or not isinstance(value, (int, float, str))):
+        raise UsageError(f"{where} must be a number, got {value!r}")
+    if kind is int and isinstance(value, float) and not value.is_integer():
+        raise UsageError(f"{where} must be an integer, got {value!r}")
+    if kind is string_to_bool and not isinstance(value, (bool, str)):
+        raise UsageError(f"{where} must be true or false, got {value!r}")
+    try:
+        converted = str(value) if kind is str else kind(value)
+    except (ValueError, TypeError, argparse.ArgumentTypeError):
+        raise UsageError(f"{where} has the wrong type or value: {value!r}") from None
+    if action.choices and converted not in action.choices:
+        raise UsageError(f"{where} must be one of {', '.join(map(str, action.choices))}, got {value!r}")
+    return converted
 
 
 def known_options() -> set[str]:

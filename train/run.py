@@ -5,13 +5,18 @@ over gloo), and as the entry point of SageMaker's Hugging Face training containe
 
 - Models: any AutoModelForImageClassification checkpoint, re-headed to the dataset's count classes, or a config-only
   folder trained from scratch; optionally a frozen backbone.
-- Counting: class-weighted loss or weighted sampler, label smoothing, and the count-aware objective
+- Recipes: ``--config FILE`` (JSON or YAML, e.g. train/recipes/small-real-cpu.json); command-line options override it.
+- Counting: class-weighted loss or weighted sampler, label smoothing, the count-aware and ordinal objectives
   (train/objectives.py); augmentation in DataLoader workers (train/transforms.py); metrics from train/metrics.
+- At the end: each split is predicted and scored once; temperature scaling is fitted on validation and baked into the
+  classifier (train/calibration.py); the inventory audit picks verify thresholds on validation and plays an audit
+  on test (train/audit.py).
 - Speed: bf16/fp16 on GPUs, ``--torch_compile``, channels_last for convnets, gradient accumulation.
 - Robustness: resumes automatically from the last checkpoint in ``output_dir`` (``/opt/ml/checkpoints`` on SageMaker)
   and refuses checkpoints of another model; bad input ends with one ``error:`` line and exit code 2.
 - Outputs in ``model_dir``: model.safetensors, config.json (count labels), preprocessor_config.json,
-  all_results.json, results.md, confusion_matrix.png, training_curves.png, run_args.json and a model card.
+  all_results.json, results.md, confusion_matrix.png, training_curves.png, calibration.png, verify.json, audit.png,
+  run_args.json and a model card.
 - Logs: one ``[metrics] step=... name=value`` line per log event (train/logs.py), for SageMaker metric regexes.
 """
 
@@ -35,7 +40,8 @@ from transformers import EarlyStoppingCallback, Trainer, set_seed
 from transformers.trainer_callback import ProgressCallback
 from transformers.trainer_utils import get_last_checkpoint
 
-from train import card, data, plots
+from core.cli import run_cli
+from train import audit, calibration, card, data, plots
 from train import model as models
 from train.args import CountingArguments, DataArguments, ModelArguments, OutputArguments, UsageError, parse_args
 from train.logs import MetricLines, ProgressBars
@@ -111,6 +117,10 @@ def setup(data_args: DataArguments, model_args: ModelArguments, counting: Counti
 
     # Load the model and its image processor
     model, processor = models.load(model_args, splits.names)
+    if counting.calibrate:
+        calibration.heads(model)  # a model whose head cannot be found is refused now, not after training
+    if counting.image_size:
+        processor.size = {"height": counting.image_size, "width": counting.image_size}
     channels_last = counting.channels_last
     if channels_last is None:
         channels_last = torch.cuda.is_available() and models.is_convolutional(model)
@@ -141,7 +151,8 @@ def setup(data_args: DataArguments, model_args: ModelArguments, counting: Counti
     labels = splits.train["label"]
     loss = CountingLoss(splits.counts, class_weights(labels, len(splits.names), counting.class_weighting),
                         training.label_smoothing_factor,
-                        counting.count_loss_weight if counting.objective == "count_aware" else 0.0)
+                        counting.count_loss_weight if counting.objective == "count_aware" else 0.0,
+                        counting.neighbour_mass if counting.objective == "ordinal" else 0.0)
     sampler = EpochWeightedSampler(sample_weights(labels, len(splits.names)), training.seed) \
         if counting.weighted_sampler else None
 
@@ -171,51 +182,97 @@ def setup(data_args: DataArguments, model_args: ModelArguments, counting: Counti
 
 def run(data_args: DataArguments, model_args: ModelArguments, counting: CountingArguments, out: OutputArguments,
         training) -> dict:
-    """Train, evaluate the best model on validation and test, save every artifact, and push if asked."""
+    """Train; predict validation and test once with the best model; calibrate it, audit it, save every artifact,
+    and push if asked."""
     run_setup = setup(data_args, model_args, counting, out, training)
     trainer, splits = run_setup.trainer, run_setup.splits
     metric, counts = load_metric(), np.asarray(splits.counts)
 
-    # Train, then evaluate the best model on validation and test
+    # Train, then predict validation and test with the best model (scored below, once each)
     train_result = trainer.train(resume_from_checkpoint=run_setup.checkpoint)
     metrics = {k if k.startswith("train_") else f"train_{k}": v for k, v in train_result.metrics.items()}
-    report_split, results = "validation", None
+    trainer.compute_metrics = None
+    outputs = {}
     for prefix, dataset in run_setup.evaluation.items():
         prediction = trainer.predict(dataset, metric_key_prefix=prefix)
-        trainer.log(prediction.metrics)
+        logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+        outputs[prefix] = (np.asarray(logits, dtype=np.float64), np.asarray(prediction.label_ids))
         metrics |= prediction.metrics
-        report_split = "test" if prefix == "test" else "validation"
-        results = score(metric, prediction.predictions, prediction.label_ids, counts)
+
+    # Calibrate: fit T on validation and bake it into the classifier
+    run_setup.model_dir.mkdir(parents=True, exist_ok=True)
+    named = {"validation" if prefix == "eval" else prefix: value for prefix, value in outputs.items()}
+    scaling = calibration.calibrate(trainer.model, named, run_setup.model_dir / "calibration.png") \
+        if counting.calibrate else {"skipped": "turned off (--calibrate false)"}
+    if "skipped" in scaling:
+        logger.warning("no temperature scaling: %s", scaling["skipped"])
+    temperature = scaling.get("temperature", 1.0)
+    metrics |= calibration.flatten(scaling)
+
+    # Score each split once, with the logits of the model as saved
+    results = {}
+    for prefix, (logits, label_ids) in outputs.items():
+        results[prefix] = score(metric, logits / temperature, label_ids, counts)
+        split_metrics = {f"{prefix}_{k}": v for k, v in flatten(results[prefix]).items()}
+        trainer.log(split_metrics)
+        metrics |= split_metrics
+    shown = "test" if "test" in results else "eval"
+    report_split = "test" if shown == "test" else "validation"
+
+    # Audit: thresholds chosen on validation, the audit played on test
+    audited = None
+    if counting.audit:
+        audited = run_audit(named, temperature, splits.names, counting, training.seed, run_setup.model_dir)
+        metrics |= {f"audit_{k}": v for k, v in audited[1]["at_thresholds"].items() if v is not None}
 
     # Save the model, processor, metrics, plots and card (main process only)
     if trainer.is_world_process_zero():
         resolved = {"data": asdict(data_args), "model": asdict(model_args), "counting": asdict(counting),
                     "output": asdict(out), "training": training.to_dict()}
-        save_artifacts(trainer, run_setup.model_dir, splits, results, report_split, metrics, resolved, model_args,
-                       data_args, counting)
-        print(f"\n{report_split} results\n\n{format_table(results, splits.names)}", flush=True)
+        extra = f"## Calibration\n\n{calibration.describe(scaling)}\n"
+        if audited is not None:
+            extra += f"## Inventory audit\n\n{audit.describe(audited[0], audited[1], audited[2])}\n"
+        save_artifacts(trainer, run_setup.model_dir, splits, results[shown], report_split, metrics, resolved,
+                       model_args, data_args, counting, extra)
+        if audited is not None:
+            audit.save_thresholds(run_setup.model_dir, audited[0])
+        print(f"\n{report_split} results\n\n{format_table(results[shown], splits.names)}", flush=True)
         if run_setup.push_to_hub:
             push(run_setup.model_dir, training.hub_model_id or run_setup.model_dir.name,
                  bool(training.hub_private_repo))
     return metrics
 
 
+def run_audit(named: dict, temperature: float, names: list[str], counting: CountingArguments, seed: int,
+              model_dir: Path) -> tuple[dict, dict, str]:
+    """(thresholds chosen on validation, the audit of test, or of validation without a test split, its split)."""
+    logits, labels = named["validation"]
+    thresholds = audit.choose_thresholds(calibration.softmax(logits / temperature), labels, names,
+                                         counting.target_false_alarm)
+    split = "test" if "test" in named else "validation"
+    logits, labels = named[split]
+    report = audit.audit(calibration.softmax(logits / temperature), labels, names, thresholds, 0.5, seed,
+                         model_dir / "audit.png", f"Inventory audit, {split} split ({len(labels)} bins, half the "
+                         f"records wrong)")
+    return thresholds, report, split
+
+
 def score(metric, logits: np.ndarray | tuple, label_ids: np.ndarray, counts: np.ndarray) -> dict:
     """Counting metrics of a batch of logits: the argmax count and the expected (probability-weighted) count."""
     logits = logits[0] if isinstance(logits, tuple) else logits
-    logits = logits - logits.max(axis=-1, keepdims=True)
-    probabilities = np.exp(logits) / np.exp(logits).sum(axis=-1, keepdims=True)
+    probabilities = calibration.softmax(logits)
     return metric.compute(predictions=counts[logits.argmax(-1)], references=counts[label_ids],
                           expected_counts=probabilities @ counts, labels=counts.tolist())
 
 
 def save_artifacts(trainer: Trainer, model_dir: Path, splits: data.Splits, results: dict, split: str, metrics: dict,
                    resolved: dict, model_args: ModelArguments, data_args: DataArguments,
-                   counting: CountingArguments) -> None:
+                   counting: CountingArguments, extra: str = "") -> None:
     model_dir.mkdir(parents=True, exist_ok=True)
     trainer.save_model(str(model_dir))
     (model_dir / "all_results.json").write_text(json.dumps(metrics, indent=1))
-    (model_dir / "results.md").write_text(f"# Results on the {split} split\n\n{format_table(results, splits.names)}")
+    (model_dir / "results.md").write_text(f"# Results on the {split} split\n\n{format_table(results, splits.names)}"
+                                          f"\n{extra}")
     (model_dir / "run_args.json").write_text(json.dumps(resolved, indent=1, default=str))
     plots.plot_confusion_matrix(results["confusion_matrix"], splits.names, model_dir / "confusion_matrix.png",
                                 title=f"Confusion matrix ({split} split)")
@@ -229,7 +286,7 @@ def save_artifacts(trainer: Trainer, model_dir: Path, splits: data.Splits, resul
     (model_dir / "README.md").write_text(card.render(
         model_dir.name, model_args.model_name_or_path, data_args.dataset or "SageMaker channels", splits.names,
         results, split, {k: v for k, v in metrics.items() if k.startswith(("test_", "eval_")) and "count_" not in k},
-        summary))
+        f"{summary}\n\n{extra}"))
 
 
 def push(model_dir: Path, repo_id: str, private: bool) -> None:
@@ -243,16 +300,15 @@ def push(model_dir: Path, repo_id: str, private: bool) -> None:
     logger.info("pushed %s to the Hub as %s", model_dir, repo.repo_id)
 
 
-def main(argv: list[str] | None = None) -> int:
+def start(argv: list[str] | None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    try:
-        groups = parse_args(argv)
-        run(*groups)
-    except UsageError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    run(*parse_args(argv))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(start, argv)
 
 
 if __name__ == "__main__":
