@@ -250,3 +250,41 @@ def test_trains_and_serves_on_a_gpu(tiny_dataset, tmp_path):
     answer = json.loads(handler.output_fn(handler.predict_fn(handler.input_fn(body.getvalue(), "image/jpeg"), model),
                                           "application/json"))
     assert answer["label"] in model.labels and abs(sum(answer["probabilities"].values()) - 1) < 1e-4
+
+
+# ---- recipes: --config FILE ------------------------------------------------------------------------------------------
+
+def test_config_file_sets_options_and_the_command_line_overrides_it(tmp_path):
+    from train.args import parse_args
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("learning_rate: 1e-3\nnum_train_epochs: 3\naugment: false\nobjective: ordinal\n"
+                      "lr_scheduler_kwargs: {min_lr: 0.0}\nmodel_name_or_path: train/configs/tiny-resnet\n")
+    data, model, counting, out, training = parse_args(["--config", str(recipe), "--num_train_epochs", "5"])
+    assert (training.learning_rate, training.num_train_epochs) == (1e-3, 5)
+    assert counting.augment is False and counting.objective == "ordinal" and out.config == str(recipe)
+    assert training.lr_scheduler_kwargs == {"min_lr": 0.0}
+    assert Path(model.model_name_or_path).is_dir(), "a repository path in a recipe resolves from any directory"
+    as_json = tmp_path / "recipe.json"
+    as_json.write_text(json.dumps({"learning_rate": 0.01, "per_device_train_batch_size": 4}))
+    training = parse_args([str(as_json)])[4]  # a lone FILE.json argument, as HF's example scripts take it
+    assert (training.learning_rate, training.per_device_train_batch_size) == (0.01, 4)
+    assert parse_args([])[4].learning_rate == 5e-5, "without a config the defaults stand"
+
+
+@pytest.mark.parametrize("text, message", [
+    ('{"learning_rate": ', "does not parse"),
+    ('{"lerning_rate": 0.1}', "unknown option 'lerning_rate'"),
+    ('{"learning_rate": "fast"}', "option 'learning_rate'"),
+    ('{"num_train_epochs": true}', "option 'num_train_epochs' must be a number"),
+    ('{"per_device_train_batch_size": 2.5}', "option 'per_device_train_batch_size' must be an integer"),
+    ('{"objective": "hinge"}', "option 'objective' must be one of"),
+    ('{"augment": 3}', "option 'augment' must be true or false"),
+    ('[1, 2]', "must hold an object"),
+])
+def test_bad_config_fails_with_one_line_naming_file_and_key(tmp_path, capsys, text, message):
+    recipe = tmp_path / "bad.json"
+    recipe.write_text(text)
+    line = fail(capsys, ["--config", str(recipe), "--output_dir", str(tmp_path / "out")])
+    assert str(recipe) in line and message in line
+    assert not (tmp_path / "out").exists()

@@ -120,7 +120,7 @@ def setup(data_args: DataArguments, model_args: ModelArguments, counting: Counti
     if counting.calibrate:
         calibration.heads(model)  # a model whose head cannot be found is refused now, not after training
     if counting.image_size:
-        processor.size = {"height": counting.image_size, "width": counting.image_size}
+        resize_to(processor, counting.image_size)
     channels_last = counting.channels_last
     if channels_last is None:
         channels_last = torch.cuda.is_available() and models.is_convolutional(model)
@@ -178,6 +178,17 @@ def setup(data_args: DataArguments, model_args: ModelArguments, counting: Counti
     if trainer.pop_callback(ProgressCallback):
         trainer.add_callback(ProgressBars)
     return Setup(trainer, splits, evaluation, checkpoint, Path(out.model_dir or training.output_dir), push_to_hub)
+
+
+def resize_to(processor, side: int) -> None:
+    """Make the processor's resize (and crop, if it has one) produce side x side inputs; saved with the model."""
+    size = dict(processor.size or {})
+    if "shortest_edge" in size:
+        processor.size = {"shortest_edge": side}
+        if getattr(processor, "crop_size", None):
+            processor.crop_size = {"height": side, "width": side}
+    else:
+        processor.size = {"height": side, "width": side}
 
 
 def run(data_args: DataArguments, model_args: ModelArguments, counting: CountingArguments, out: OutputArguments,
