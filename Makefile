@@ -9,11 +9,12 @@ PYTEST_ARGS ?=
 .PHONY: demo test test-all bench bench-gpu venv clean
 
 # torch goes first and pinned: an unpinned resolve pulls the newest CUDA build and several GB of nvidia packages.
-$(VENV)/.ready: requirements.txt requirements-dev.txt
+$(VENV)/.ready: requirements.txt requirements-dev.txt requirements-app.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $$(grep '^torch==' requirements.txt)
 	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q -r requirements-app.txt  # the bin-check page (gradio) and its browser test
 	touch $@
 
 # A stand-in for the SageMaker inference container (transformers 4.51.3 + the real inference toolkit).
