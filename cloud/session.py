@@ -144,9 +144,14 @@ def pinned(names: Iterable[str], requirements: Path = ROOT / "requirements.txt")
 
 
 def stage_bundle(dest: Path, packages: Iterable[str], requirements: Iterable[str]) -> Path:
-    """Copy the project's ``packages`` (folders under the root) into ``dest`` with a pinned ``requirements.txt``."""
+    """Copy the project's ``packages`` (folders or single files under the root) into ``dest`` with a pinned
+    ``requirements.txt``."""
     dest.mkdir(parents=True, exist_ok=True)
     for package in packages:
+        if (ROOT / package).is_file():
+            (dest / package).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / package, dest / package)
+            continue
         shutil.copytree(ROOT / package, dest / package, dirs_exist_ok=True,
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints"))
     (dest / "requirements.txt").write_text("\n".join(pinned(requirements)) + "\n")

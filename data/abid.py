@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from core.labels import LabelSpace  # noqa: F401 - the builder's label space is the project's one label rule
+
 # Why a record is skipped as bad data. Each bad record is counted under one of these in the build report.
 METADATA_MISSING = "metadata_missing"
 METADATA_UNREADABLE = "metadata_unreadable"
@@ -63,30 +65,3 @@ def parse_metadata(raw: bytes) -> BinMetadata:
         raise BadRecord(QUANTITY_INVALID, f"EXPECTED_QUANTITY={quantity!r}")
     items = doc.get("BIN_FCSKU_DATA") or {}
     return BinMetadata(expected_quantity=quantity, num_asins=len(items) if isinstance(items, dict) else 0)
-
-
-@dataclass(frozen=True)
-class LabelSpace:
-    """Which counts become classes: ``min_count..max_count``, optionally with a last ``"{max+1}+"`` bucket.
-
-    ``max_count < 0`` means no upper limit ("hard": every count is its own class, up to the largest one seen).
-    """
-
-    min_count: int = 0
-    max_count: int = 5
-    overflow_bucket: bool = False
-
-    def label_of(self, count: int) -> int | None:
-        """Class id for a count, or None when the count is outside the selection."""
-        if count < self.min_count:
-            return None
-        if 0 <= self.max_count < count:
-            return self.max_count + 1 - self.min_count if self.overflow_bucket else None
-        return count - self.min_count
-
-    def names(self, largest_label: int) -> list[str]:
-        """ClassLabel names "min".."max" (and "max+1+"); ``largest_label`` sizes the open-ended "hard" space."""
-        if self.max_count < 0:
-            return [str(self.min_count + i) for i in range(largest_label + 1)]
-        names = [str(c) for c in range(self.min_count, self.max_count + 1)]
-        return names + [f"{self.max_count + 1}+"] if self.overflow_bucket else names

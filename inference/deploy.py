@@ -62,6 +62,7 @@ from tqdm import tqdm
 from transformers import HfArgumentParser
 
 from cloud import s3 as cloud_s3
+from core import labels as core_labels
 from cloud.session import (
     ConfigError,
     check_bucket,
@@ -74,6 +75,7 @@ from cloud.session import (
 )
 
 HANDLER = Path(__file__).with_name("handler.py")
+SHIPPED_CORE = (Path(core_labels.__file__).with_name("__init__.py"), Path(core_labels.__file__))  # the handler imports
 CODE_REQUIREMENTS = ("pillow",)  # the container has torch and transformers; Pillow decodes JPEGs as in training
 TRANSFORMERS_VERSION = "4.51.3"  # the newest Hugging Face inference container SDK v2 knows
 PYTORCH_VERSION = "2.6.0"
@@ -83,7 +85,6 @@ MODEL_FILES = ("config.json", "preprocessor_config.json", "README.md")  # the ca
 GZIP_LEVEL = 1  # safetensors weights barely compress; higher levels only cost time
 NO_ANSWER = "no answer: the container refused this image or the job stopped first (see the job's logs)"
 _NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")  # endpoint, model and job names
-_COUNT_LABEL = re.compile(r"^\d+\+?$")
 
 
 def region_field() -> Any:
@@ -184,16 +185,19 @@ def model_files(model_dir: Path) -> list[Path]:
     for name in MODEL_FILES[:2]:
         if not (model_dir / name).is_file():
             raise ConfigError(f"{model_dir} has no {name}: pass the folder train.run wrote the final model to")
-    labels = json.loads((model_dir / "config.json").read_text()).get("id2label", {}).values()
-    if not labels or not all(_COUNT_LABEL.match(str(label)) for label in labels):
-        raise ConfigError(f"{model_dir}/config.json: class names must be counts like '3' or '5+', got {list(labels)}")
+    id2label = json.loads((model_dir / "config.json").read_text()).get("id2label", {})
+    try:
+        core_labels.counts_of([id2label[key] for key in sorted(id2label, key=int)])
+    except ValueError as error:
+        raise ConfigError(f"{model_dir}/config.json: {error}") from None
     return weights + [model_dir / name for name in MODEL_FILES if (model_dir / name).is_file()]
 
 
 def code_files() -> dict[str, bytes]:
     """``code/`` of model.tar.gz: the handler as the toolkit's user module, and what it needs beyond the container."""
     requirements = "\n".join(pinned(CODE_REQUIREMENTS)) + "\n"
-    return {"code/inference.py": HANDLER.read_bytes(), "code/requirements.txt": requirements.encode()}
+    return {"code/inference.py": HANDLER.read_bytes(), **{f"code/core/{path.name}": path.read_bytes() for path in
+                                                          SHIPPED_CORE}, "code/requirements.txt": requirements.encode()}
 
 
 def build_tarball(tarball: Path, model_dir: Path | None = None) -> list[str]:

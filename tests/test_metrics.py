@@ -10,7 +10,8 @@ import sys
 import pytest
 
 from tests.conftest import python_env
-from train.metrics import flatten, format_table, label_counts, load
+from core.labels import counts_of as label_counts
+from train.metrics import flatten, format_table, load
 
 # Eight images over counts 0..5; count 4 is only ever predicted.
 REFERENCES = [0, 1, 1, 2, 3, 3, 3, 5]

@@ -30,7 +30,9 @@ from cloud import s3
 from cloud.local import FAKE_ACCOUNT_ROLE, aws_env, free_port
 from cloud.session import stage_bundle
 from train.launch_sagemaker import (
+    PROCESSING_CODE,
     PROCESSING_REQUIREMENTS,
+    TRAINING_CODE,
     TRAINING_REQUIREMENTS,
     DataChannels,
     SageMakerArguments,
@@ -148,7 +150,7 @@ def test_training_job_reads_back_as_launched(cloud, spot_job, tiny_dataset):
 def test_code_bundle_in_s3_holds_the_training_package_and_our_pins(cloud, spot_job, tmp_path):
     code = unpack(cloud, decoded(spot_job["HyperParameters"])["sagemaker_submit_directory"], tmp_path / "code")
     for path in ("train/run.py", "train/args.py", "train/data.py", "train/transforms.py", "train/logs.py",
-                 "train/metrics/counting/counting.py", "train/configs/tiny-resnet/config.json"):
+                 "train/metrics/counting/counting.py", "train/configs/tiny-resnet/config.json", "core/labels.py"):
         assert (code / path).is_file(), path
     pins = dict(line.split("==") for line in (code / "requirements.txt").read_text().split())
     root_pins = dict(line.split("==") for line in (Path(__file__).parents[1] / "requirements.txt").read_text().split()
@@ -157,8 +159,8 @@ def test_code_bundle_in_s3_holds_the_training_package_and_our_pins(cloud, spot_j
     assert "torch" not in pins and "sagemaker" not in pins  # the container keeps its own CUDA build of torch
 
 
-@pytest.mark.parametrize("packages, requirements", [(["train"], TRAINING_REQUIREMENTS),
-                                                    (["data", "cloud"], PROCESSING_REQUIREMENTS)])
+@pytest.mark.parametrize("packages, requirements", [(TRAINING_CODE, TRAINING_REQUIREMENTS),
+                                                    (PROCESSING_CODE, PROCESSING_REQUIREMENTS)])
 def test_bundles_pin_every_library_their_code_imports(tmp_path, packages, requirements):
     bundle = stage_bundle(tmp_path, packages, requirements)
     imported = set()
@@ -169,7 +171,8 @@ def test_bundles_pin_every_library_their_code_imports(tmp_path, packages, requir
                 imported |= {alias.name.split(".")[0] for alias in node.names}
             elif isinstance(node, ast.ImportFrom) and node.level == 0:
                 imported.add(node.module.split(".")[0])
-    third_party = imported - set(sys.stdlib_module_names) - set(packages) - {"__future__", "torch"}  # torch: built in
+    project = {package.split("/")[0] for package in packages}
+    third_party = imported - set(sys.stdlib_module_names) - project - {"__future__", "torch"}  # torch: built in
     provided, queue = set(), [line.split("==")[0] for line in (bundle / "requirements.txt").read_text().split()]
     while queue:  # what `pip install -r requirements.txt` brings: the pins and their dependencies
         name = re.sub(r"[-_.]+", "-", queue.pop().lower())

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 
 import pytest
 
-from inference import handler
+from inference import deploy, handler
 from tests.conftest import ROOT
 from tests.test_handler import FIXED, b64, fixed, image_bytes, truncated_jpeg
 
@@ -89,8 +88,9 @@ def answers(tiny_model_dir, tmp_path_factory) -> dict[str, dict]:
     counter = fixed(handler.model_fn(str(tiny_model_dir)), FIXED)
     counter.model.save_pretrained(model_dir)
     counter.processor.save_pretrained(model_dir)
-    (model_dir / "code").mkdir()
-    shutil.copy(ROOT / "inference" / "handler.py", model_dir / "code" / "inference.py")
+    for name, data in deploy.code_files().items():  # the handler and the label rule it imports, as model.tar.gz has them
+        (model_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        (model_dir / name).write_bytes(data)
 
     requests = [{"headers": {"Content-Type": content_type, "Accept": "application/json"}, "body": b64(body)}
                 for content_type, body in REQUESTS.values()]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from core.labels import counts_of, is_overflow
 from train.metrics import format_table
 
 
@@ -25,7 +26,10 @@ def render(model_name: str, base_model: str, dataset: str, names: list[str], res
         eval_results=eval_results or None,
     )
     table = format_table(results, names) if results is not None else "Not evaluated."
-    overflow = f' The last class, "{names[-1]}", means that many items or more.' if names[-1].endswith("+") else ""
+    overflow = ""
+    if is_overflow(names[-1]):
+        overflow = f' The last class, "{names[-1]}", means that many items or more.'
+    counts = dict(zip(names, counts_of(names)))  # the card's snippet maps class names to counts without the project
     body = f"""
 # {model_name}
 
@@ -39,8 +43,9 @@ from transformers import pipeline
 
 counter = pipeline("image-classification", model="<this model>", top_k={len(names)})
 scores = counter("bin.jpg")                     # every count with its probability
-count = int(scores[0]["label"].rstrip("+"))     # the most likely count
-expected = sum(int(s["label"].rstrip("+")) * s["score"] for s in scores)  # the expected count
+counts = {counts}
+count = counts[scores[0]["label"]]                              # the most likely count
+expected = sum(counts[s["label"]] * s["score"] for s in scores)  # the expected count
 ```
 
 `top_k={len(names)}` returns every count; the pipeline's default (and `top_k=None`) returns only the top 5. To check

@@ -14,7 +14,7 @@ from pathlib import Path
 from datasets import ClassLabel, Dataset, DatasetDict, load_dataset, load_from_disk
 
 from train.args import DataArguments, UsageError
-from train.metrics import label_counts
+from core.labels import counts_of
 
 CHANNELS = {"train": "SM_CHANNEL_TRAIN", "validation": "SM_CHANNEL_VALIDATION", "test": "SM_CHANNEL_TEST"}
 
@@ -29,7 +29,7 @@ class Splits:
     @property
     def counts(self) -> list[int]:
         """Count value of each class: "3" -> 3, an overflow class "6+" -> 6."""
-        return label_counts(self.names)
+        return counts_of(self.names)
 
 
 def load(args: DataArguments, seed: int) -> Splits:
@@ -90,7 +90,7 @@ def _names(split: Dataset, name: str) -> list[str]:
     if "image" not in split.features:
         raise UsageError(f"the {name!r} split has no 'image' column")
     try:
-        label_counts(feature.names)
-    except ValueError:
-        raise UsageError(f"class names must be counts like '0'..'5' or '6+', got {feature.names}") from None
+        counts_of(feature.names)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     return list(feature.names)

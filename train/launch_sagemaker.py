@@ -66,6 +66,9 @@ TRAINING_REQUIREMENTS = ("transformers", "datasets", "evaluate", "accelerate", "
                          "pillow", "numpy", "matplotlib", "tqdm")
 PROCESSING_REQUIREMENTS = ("transformers", "datasets", "huggingface-hub", "pillow", "numpy", "matplotlib", "tqdm",
                            "boto3", "botocore", "urllib3")
+# The project code each job runs: the label rule and CLI convention travel with train/ and data/ (see core/).
+TRAINING_CODE = ("train", "core/__init__.py", "core/labels.py", "core/cli.py")
+PROCESSING_CODE = ("data", "cloud/__init__.py", "cloud/s3.py", "core")
 SPLITS = ("train", "validation", "test")
 TUNED = ("learning_rate", "per_device_train_batch_size", "num_train_epochs", "weight_decay")
 RESERVED_HYPERPARAMETERS = {
@@ -311,7 +314,7 @@ def estimator(sm: SageMakerArguments, job: TrainingJobArguments, data: DataChann
     sagemaker_session = session(region, bucket, requests)
     code = f"s3://{bucket}/{prefix}/code/{name}/sourcedir.tar.gz"
     if requests is None:
-        upload_code(sagemaker_session, code, ["train"], TRAINING_REQUIREMENTS)
+        upload_code(sagemaker_session, code, TRAINING_CODE, TRAINING_REQUIREMENTS)
         if upload is not None:
             sagemaker_session.upload_data(str(upload[0]), *parse_s3_uri(upload[1]))
             logger.info("uploaded %s to %s/ (next time, pass --dataset_s3 %s)", *upload, upload[1])
@@ -329,13 +332,13 @@ def estimator(sm: SageMakerArguments, job: TrainingJobArguments, data: DataChann
     ), inputs or None  # a Hub dataset: no channels at all (an empty list is an invalid request)
 
 
-def upload_code(sagemaker_session, uri: str, packages: list[str], requirements: tuple[str, ...]) -> None:
+def upload_code(sagemaker_session, uri: str, packages: tuple[str, ...], requirements: tuple[str, ...]) -> None:
     """Pack the project's ``packages`` with their pinned requirements.txt and upload the tarball to ``uri``."""
     bucket, key = parse_s3_uri(uri)
     with tempfile.TemporaryDirectory() as tmp:
         tarball = pack_bundle(Path(tmp) / "sourcedir.tar.gz", packages, requirements)
         sagemaker_session.upload_data(str(tarball), bucket, key.rsplit("/", 1)[0])
-    logger.info("uploaded the %s code to %s", " and ".join(packages), uri)
+    logger.info("uploaded the %s code to %s", ", ".join(packages), uri)
 
 
 def train(sm: SageMakerArguments, job: TrainingJobArguments, data: DataChannels,
@@ -423,7 +426,7 @@ def process(sm: SageMakerArguments, build: ProcessingArguments, options: list[st
     sagemaker_session = session(region, bucket, requests)
     code = f"s3://{bucket}/{prefix}/code/{name}/sourcedir.tar.gz"
     if not dry_run:
-        upload_code(sagemaker_session, code, ["data", "cloud"], PROCESSING_REQUIREMENTS)
+        upload_code(sagemaker_session, code, PROCESSING_CODE, PROCESSING_REQUIREMENTS)
     stages = []
     if build.stage in ("all", "shards"):
         stages.append(("shards", build.instance_count, [*options, "--output", SHARDS_DIR, "--shards_only"],

@@ -1,7 +1,7 @@
 """The project's counting metrics: the `evaluate` module in ./counting plus helpers to log and report its results.
 
     names = dataset["train"].features["label"].names      # e.g. ["0", "1", "2", "3", "4", "5+"]
-    counts = label_counts(names)                          # [0, 1, 2, 3, 4, 5]
+    counts = counts_of(names)      # core.labels: [0, 1, 2, 3, 4, 5]
     results = load().compute(predictions=[counts[i] for i in predicted_ids],
                              references=[counts[i] for i in label_ids], labels=counts)
     trainer_metrics = flatten(results)
@@ -15,6 +15,8 @@ from pathlib import Path
 
 import evaluate
 
+from core.labels import counts_of
+
 COUNTING_METRIC = Path(__file__).resolve().parent / "counting"
 
 
@@ -25,11 +27,6 @@ def load() -> evaluate.EvaluationModule:
     cache files collide when several runs share a cache folder.
     """
     return evaluate.load(str(COUNTING_METRIC), keep_in_memory=True)
-
-
-def label_counts(names: Sequence[str]) -> list[int]:
-    """Count value of each ClassLabel name, the `labels` to pass to `compute`: "3" → 3, overflow "5+" → 5."""
-    return [int(name.removesuffix("+")) for name in names]
 
 
 def flatten(results: dict) -> dict[str, float]:
@@ -52,7 +49,7 @@ def format_table(results: dict, label_names: Sequence[str] | None = None) -> str
     """
     names = {count: str(count) for count in results["labels"]}
     if label_names is not None:
-        names |= dict(zip(label_counts(label_names), label_names))
+        names |= dict(zip(counts_of(label_names), label_names))
     # JSON turns the integer keys of per_class into strings; accept results read back from a file.
     per_class = {int(count): stats for count, stats in results["per_class"].items()}
     majority, central = results["baseline_majority_count"], results["baseline_constant_count"]
