@@ -88,18 +88,23 @@ def fetch_shards(sources: list[str], work_dir: Path) -> None:
         raise UsageError(f"no manifest.json among the shards in {', '.join(sources)}")
 
 
-def push(output: Path, repo_id: str, private: bool) -> None:
-    """Publish the dataset, then its card and histogram, so ``load_dataset(repo_id)`` works."""
+def push(output: Path, repo_id: str, private: bool, config_name: str = "default") -> None:
+    """Publish the dataset, then its card and histogram, so ``load_dataset(repo_id)`` works; a named configuration
+    goes to ``data/<name>/`` (the Hub viewer's layout) beside the others, ``load_dataset(repo_id, name)``."""
     from datasets import load_from_disk
     from huggingface_hub import DatasetCard, HfApi
 
-    load_from_disk(str(output)).push_to_hub(repo_id, private=private)
+    named = config_name != "default"
+    load_from_disk(str(output)).push_to_hub(repo_id, private=private, config_name=config_name,
+                                            data_dir=f"data/{config_name}" if named else None)
     hub_card = DatasetCard.load(repo_id, repo_type="dataset")
     ours = DatasetCard((output / "README.md").read_text())
     for key in ("dataset_info", "configs"):  # what load_dataset reads from the card the Hub generated
         if key in hub_card.data:
             ours.data[key] = hub_card.data[key]
     api = HfApi()
-    api.upload_file(path_or_fileobj=str(output / "class_histogram.png"), path_in_repo="class_histogram.png",
+    histogram = f"class_histogram_{config_name}.png" if named else "class_histogram.png"
+    ours.text = ours.text.replace("class_histogram.png", histogram)
+    api.upload_file(path_or_fileobj=str(output / "class_histogram.png"), path_in_repo=histogram,
                     repo_id=repo_id, repo_type="dataset")
     ours.push_to_hub(repo_id, repo_type="dataset")

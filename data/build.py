@@ -91,6 +91,9 @@ class OutputArguments:
         "help": "Assemble shards written by --shards_only hosts (folders or s3:// prefixes) instead of building."})
     push_to_hub: str | None = field(default=None, metadata={"help": "Hub dataset id to publish to (token: HF_TOKEN)."})
     private: bool = field(default=False, metadata={"help": "Create the Hub dataset as private."})
+    config_name: str = field(default="default", metadata={
+        "help": "Hub configuration to publish as (files under data/<name>/), so one dataset repo holds several "
+                "(moderate, udacity, hard): load_dataset(ID, NAME)."})
 
 
 def hosts(args: OutputArguments) -> tuple[int, int]:
@@ -145,6 +148,8 @@ def build(source: SourceArguments, selection: SelectionArguments, out: OutputArg
         previous = json.loads(report_file.read_text())
         if previous.get("options") == options:
             logger.info("dataset already built at %s (use --overwrite to rebuild)", output)
+            if out.push_to_hub:
+                push(output, out.push_to_hub, out.private, out.config_name)
             return previous
         raise UsageError(f"{output} holds a dataset built with other options; use --overwrite or another --output")
     if selection.min_count < 0 or (0 <= selection.max_count < selection.min_count):
@@ -220,7 +225,7 @@ def build(source: SourceArguments, selection: SelectionArguments, out: OutputArg
     if not out.keep_work_dir:
         shutil.rmtree(work_dir, ignore_errors=True)
     if out.push_to_hub:
-        push(output, out.push_to_hub, out.private)
+        push(output, out.push_to_hub, out.private, out.config_name)
     return report
 
 

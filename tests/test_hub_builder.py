@@ -54,3 +54,46 @@ def test_unknown_configs_and_options_are_refused(synthetic_bucket, tmp_path):
         AbidBins(config_name="easy", cache_dir=str(tmp_path))
     with pytest.raises(ValueError, match="colour"):
         AbidBins(config_name="moderate", colour="red", cache_dir=str(tmp_path))
+
+
+LOAD_CONFIGS = """
+import json, sys
+from datasets import load_dataset
+from huggingface_hub import HfApi, hf_hub_download
+repo = sys.argv[1]
+answer = {"files": sorted(HfApi().list_repo_files(repo, repo_type="dataset")),
+          "card": open(hf_hub_download(repo, "README.md", repo_type="dataset")).read()}
+for name in sys.argv[2:]:
+    ds = load_dataset(repo, name)
+    answer[name] = {"names": ds["train"].features["label"].names, "rows": {s: sorted(ds[s]["image_id"]) for s in ds}}
+print(json.dumps(answer))
+"""
+
+
+def test_one_hub_repo_holds_several_configs(synthetic_bucket, hub, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import hub_env
+
+    env = hub_env(hub.endpoint, tmp_path / "hf-home")
+    for name, selection in (("moderate", []), ("udacity", ["--min_count", "1"])):
+        pushed = subprocess.run([sys.executable, "-m", "data.build", "--source", str(synthetic_bucket), "--output",
+                                 str(tmp_path / name), "--shorter_side", "96", "--limit", "60", "--num_proc", "1",
+                                 *selection, "--push_to_hub", "user/bins", "--config_name", name],
+                                env=env, capture_output=True, text=True, timeout=300)
+        assert pushed.returncode == 0, pushed.stderr[-3000:]
+    loaded = subprocess.run([sys.executable, "-c", LOAD_CONFIGS, "user/bins", "moderate", "udacity"], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
+    answer = json.loads(loaded.stdout.strip().splitlines()[-1])
+    for name, names in (("moderate", [str(i) for i in range(6)]), ("udacity", [str(i) for i in range(1, 6)])):
+        local = load_from_disk(str(tmp_path / name))
+        assert answer[name]["names"] == names
+        assert answer[name]["rows"] == {s: sorted(local[s]["image_id"]) for s in local if len(local[s])}
+        assert any(f.startswith(f"data/{name}/train-") and f.endswith(".parquet") for f in answer["files"])
+    card = answer["card"]
+    assert "configs:" in card and "config_name: moderate" in card and "config_name: udacity" in card
+    assert "data/udacity/train-*" in card and "CC BY-NC-SA 3.0 US" in card
+    assert "class_histogram_udacity.png" in answer["files"] and "class_histogram_moderate.png" in answer["files"]
