@@ -19,10 +19,12 @@ from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
 
+from core.cli import UserError
+
 _S3_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(?:/(?P<key>.*))?$")
 
 
-class S3Error(RuntimeError):
+class S3Error(UserError):
     """A failure worth one line to the user: missing bucket, denied access, unreachable endpoint."""
 
 

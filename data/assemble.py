@@ -13,7 +13,7 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
-from cloud import s3
+from core import storage
 from data import abid
 from data.abid import UsageError
 from data.shards import SHARD_FEATURES, report_path
@@ -80,10 +80,7 @@ def assemble(work_dir: Path, output: Path, labels: abid.LabelSpace, splits: list
 def fetch_shards(sources: list[str], work_dir: Path) -> None:
     """Gather shards written by several hosts (folders or S3 prefixes) into one work dir."""
     for source in sources:
-        if s3.is_s3_uri(source):
-            s3.download_prefix(s3.client(), source, work_dir)
-        else:
-            shutil.copytree(source, work_dir, dirs_exist_ok=True)
+        storage.download(source, work_dir)
     if not (work_dir / "manifest.json").is_file():
         raise UsageError(f"no manifest.json among the shards in {', '.join(sources)}")
 

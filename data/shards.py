@@ -23,10 +23,10 @@ import pyarrow.parquet as pq
 from datasets import Features, Image, Value
 from tqdm.auto import tqdm
 
-from cloud.s3 import read_many
+from core.storage import Store, read_many
 from data import abid
 from data.images import prepare
-from data.sources import Candidate, Store
+from data.sources import Candidate
 from data.subsets import hash_split
 
 logger = logging.getLogger("data.build")

@@ -9,13 +9,12 @@ The bucket listing is a merge-join of two key streams sorted by id, so memory st
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 
-from cloud import s3
+from core.storage import Store
 
 DEFAULT_SOURCE = "s3://aft-vbi-pds"
 IMAGES, METADATA = "bin-images/", "metadata/"
@@ -34,59 +33,6 @@ class Candidate:
     folder_count: int | None = None
     folder_split: str | None = None
     duplicate: bool = False
-
-
-@dataclass(frozen=True)
-class Store:
-    """Where bins live: an S3 prefix or a local folder. Picklable, so each worker process opens its own client."""
-
-    root: str
-    endpoint_url: str | None = None
-    unsigned: bool | None = None
-
-    @property
-    def is_s3(self) -> bool:
-        return s3.is_s3_uri(self.root)
-
-    def client(self):
-        return s3.client(self.endpoint_url, unsigned=self.unsigned)
-
-    def list(self, prefix: str = "") -> Iterator[str]:
-        """Keys relative to the root, in sorted order."""
-        if self.is_s3:
-            bucket, base = s3.parse_s3_uri(self.root)
-            base = f"{base.rstrip('/')}/" if base else ""
-            for key in s3.list_keys(self.client(), bucket, base + prefix):
-                yield key[len(base):]
-        else:
-            root = Path(self.root)
-            if not root.is_dir():
-                raise FileNotFoundError(f"source folder does not exist: {self.root}")
-            yield from sorted(_walk(root, prefix))
-
-    def reader(self):
-        """A function key -> bytes; build one per process (HTTP pools are not shared across processes)."""
-        if self.is_s3:
-            bucket, base = s3.parse_s3_uri(self.root)
-            base = f"{base.rstrip('/')}/" if base else ""
-            if s3.anonymous(self.unsigned):
-                read = s3.anonymous_reader(bucket, self.endpoint_url)
-                return lambda key: read(base + key)
-            client = self.client()
-            return lambda key: s3.get(client, bucket, base + key)
-        root = Path(self.root)
-        return lambda key: (root / key).read_bytes()
-
-
-def _walk(root: Path, prefix: str) -> Iterator[str]:
-    start = root / prefix
-    if not start.exists():
-        return
-    for folder, dirs, files in os.walk(start):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        for name in files:
-            if not name.startswith("."):
-                yield (Path(folder) / name).relative_to(root).as_posix()
 
 
 def _stem(key: str) -> str:

@@ -47,7 +47,6 @@ from typing import Any
 # SDK v2 is this project's pin: no deprecation warning on every run (set before sagemaker is imported)
 os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
 
-from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import BotoCoreError, ClientError
 from PIL import Image, UnidentifiedImageError
 from sagemaker import image_uris
@@ -63,6 +62,8 @@ from transformers import HfArgumentParser
 
 from cloud import s3 as cloud_s3
 from core import labels as core_labels
+from core import storage
+from core.storage import Store
 from cloud.session import (
     ConfigError,
     check_bucket,
@@ -75,7 +76,8 @@ from cloud.session import (
 )
 
 HANDLER = Path(__file__).with_name("handler.py")
-SHIPPED_CORE = (Path(core_labels.__file__).with_name("__init__.py"), Path(core_labels.__file__))  # the handler imports
+# What the handler imports from the project (both standard library only): the label rule and the user-error base.
+SHIPPED_CORE = tuple(Path(core_labels.__file__).with_name(name) for name in ("__init__.py", "labels.py", "cli.py"))
 CODE_REQUIREMENTS = ("pillow",)  # the container has torch and transformers; Pillow decodes JPEGs as in training
 TRANSFORMERS_VERSION = "4.51.3"  # the newest Hugging Face inference container SDK v2 knows
 PYTORCH_VERSION = "2.6.0"
@@ -197,7 +199,8 @@ def code_files() -> dict[str, bytes]:
     """``code/`` of model.tar.gz: the handler as the toolkit's user module, and what it needs beyond the container."""
     requirements = "\n".join(pinned(CODE_REQUIREMENTS)) + "\n"
     return {"code/inference.py": HANDLER.read_bytes(), **{f"code/core/{path.name}": path.read_bytes() for path in
-                                                          SHIPPED_CORE}, "code/requirements.txt": requirements.encode()}
+                                                          SHIPPED_CORE}, "code/requirements.txt": requirements.encode(),
+            "code/preprocess.py": HANDLER.with_name("preprocess.py").read_bytes()}  # the handler's fast path
 
 
 def build_tarball(tarball: Path, model_dir: Path | None = None) -> list[str]:
@@ -225,18 +228,6 @@ def _entry(name: str, size: int) -> tarfile.TarInfo:
     return entry
 
 
-def upload(path: Path, uri: str, region: str | None = None) -> str:
-    """Upload one file to an S3 URI, with a progress bar."""
-    bucket, key = cloud_s3.parse_s3_uri(uri)
-    size = path.stat().st_size
-    try:
-        with tqdm(total=size, unit="B", unit_scale=True, desc=f"uploading {path.name}", disable=size < 2**26) as bar:
-            cloud_s3.client(region=region).upload_file(str(path), bucket, key, Callback=bar.update)
-    except (BotoCoreError, ClientError, S3UploadFailedError) as error:
-        raise cloud_s3.explain(getattr(error, "__cause__", None) or error, uri) from None
-    return uri
-
-
 def package(model_dir: str | Path | None, s3_uri: str | None = None, region: str | None = None,
             bucket: str | None = None) -> str:
     """Build model.tar.gz from a training output folder (or the code alone, for a Hub model) and upload it.
@@ -259,7 +250,7 @@ def package(model_dir: str | Path | None, s3_uri: str | None = None, region: str
             s3_uri = f"s3://{bucket}/bincount/{name}-{digest}/model.tar.gz"
         elif not s3_uri.endswith(".tar.gz"):
             s3_uri = s3_uri.rstrip("/") + "/model.tar.gz"
-        return upload(tarball, s3_uri, region)
+        return storage.upload(tarball, s3_uri, region)
 
 
 # Model and endpoint
@@ -311,7 +302,7 @@ def check_model(args: ModelArguments, instance_type: str | None) -> ModelArgumen
 
     try:
         Settings(**{name: getattr(args, name) for name in ("match_threshold", "mismatch_threshold")
-                    if getattr(args, name) is not None})
+                    if getattr(args, name) is not None}).checked()
     except ValueError as error:
         raise ConfigError(str(error)) from None
     return replace(args, role=check_role(args.role), region=check_region(args.region),
@@ -427,18 +418,16 @@ def collect(input_uri: str, output_uri: str, region: str | None = None, workers:
     from inference.predict import image_id
 
     input_uri, output_uri = folder_uri(input_uri, "--input_uri"), folder_uri(output_uri, "--output_uri")
-    s3 = cloud_s3.client(region=region)
-    in_bucket, in_prefix = cloud_s3.parse_s3_uri(input_uri)
-    out_bucket, out_prefix = cloud_s3.parse_s3_uri(output_uri)
-    inputs = [key[len(in_prefix):] for key in cloud_s3.list_keys(s3, in_bucket, in_prefix) if not key.endswith("/")]
-    listed = set(cloud_s3.list_keys(s3, out_bucket, out_prefix))
-    answers = [f"{out_prefix}{relative}.out" for relative in inputs]
-    present = [key for key in answers if key in listed]
-    bodies = cloud_s3.read_many(lambda key: cloud_s3.get(s3, out_bucket, key), present, workers)
+    inputs = [key for key in Store(input_uri.rstrip("/"), region=region).list() if not key.endswith("/")]
+    answers = Store(output_uri.rstrip("/"), region=region)
+    listed = set(answers.list())
+    present = [f"{relative}.out" for relative in inputs if f"{relative}.out" in listed]
+    bodies = answers.read_many(present, workers)
     found = dict(zip(present, tqdm(bodies, total=len(present), unit="answer", desc="collecting")))
     rows = []
-    for relative, key in zip(inputs, answers):
-        answer = parse_answer(found[key], f"s3://{out_bucket}/{key}") if key in found else {"error": NO_ANSWER}
+    for relative in inputs:
+        key = f"{relative}.out"
+        answer = parse_answer(found[key], answers.uri(key)) if key in found else {"error": NO_ANSWER}
         rows.append({"id": image_id(relative), "path": input_uri + relative, **answer})
     return rows
 
@@ -446,7 +435,7 @@ def collect(input_uri: str, output_uri: str, region: str | None = None, workers:
 def parse_answer(body: bytes | Exception, uri: str) -> dict:
     """The handler's JSON answer for one image, or an ``error`` saying why there is none."""
     if isinstance(body, Exception):
-        return {"error": str(cloud_s3.explain(body, uri))}
+        return {"error": str(body)}
     try:
         answer = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError):

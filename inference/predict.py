@@ -31,7 +31,8 @@ from typing import Any, TextIO
 from tqdm import tqdm
 from transformers import HfArgumentParser
 
-from cloud import s3 as cloud_s3
+from core import storage
+from core.cli import UserError, entry_point
 from data.abid import METADATA_MISSING, READ_FAILED, BadRecord, parse_metadata
 from inference import handler
 from inference.handler import BadRequest, CountingModel, Settings
@@ -70,34 +71,9 @@ def image_id(location: str) -> str:
     return PurePosixPath(location).stem
 
 
-def list_images(paths: Iterable[str], s3: Any = None) -> list[str]:
+def list_images(paths: Iterable[str]) -> list[str]:
     """Every image named or found under the given files, folders (recursively) and S3 prefixes, in a stable order."""
-    found = []
-    for path in paths:
-        if cloud_s3.is_s3_uri(path):
-            bucket, prefix = cloud_s3.parse_s3_uri(path)
-            found += [f"s3://{bucket}/{key}" for key in cloud_s3.list_keys(s3, bucket, prefix) if is_image_name(key)]
-        elif Path(path).is_dir():
-            found += [str(p) for p in sorted(Path(path).rglob("*")) if p.is_file() and is_image_name(p.name)]
-        elif Path(path).is_file():
-            found.append(path)  # named explicitly: taken whatever its extension
-        else:
-            raise FileNotFoundError(f"no such file or folder: {path}")
-    return found
-
-
-def reader(s3: Any) -> Callable[[str], bytes]:
-    """Read a local path or an S3 URI; an S3 failure becomes one line a user can act on."""
-
-    def read(location: str) -> bytes:
-        if not cloud_s3.is_s3_uri(location):
-            return Path(location).read_bytes()
-        try:
-            return cloud_s3.get(s3, *cloud_s3.parse_s3_uri(location))
-        except Exception as error:  # noqa: BLE001 - becomes this image's error row
-            raise cloud_s3.explain(error, location) from None
-
-    return read
+    return storage.list_files(paths, is_image_name)
 
 
 # Expected quantities
@@ -118,19 +94,15 @@ def read_expected(path: str) -> dict[str, int]:
     return expected
 
 
-def read_metadata(location: str, ids: set[str], read: Callable[[str], bytes], s3: Any, workers: int
+def read_metadata(location: str, ids: set[str], read: Callable[[str], bytes], workers: int
                   ) -> tuple[dict[str, int], Counter]:
     """Expected quantities of ``ids`` from ABID metadata under a folder or S3 prefix, and why others have none."""
-    if cloud_s3.is_s3_uri(location):
-        bucket, prefix = cloud_s3.parse_s3_uri(location)
-        files = [f"s3://{bucket}/{key}" for key in cloud_s3.list_keys(s3, bucket, prefix) if key.endswith(".json")]
-    elif Path(location).is_dir():
-        files = [str(p) for p in sorted(Path(location).rglob("*.json"))]
-    else:
+    if not storage.is_remote(location) and not Path(location).is_dir():
         raise FileNotFoundError(f"no such metadata folder: {location}")
+    files = storage.list_files([location], lambda name: name.endswith(".json"))
     wanted = {image_id(f): f for f in files if image_id(f) in ids}  # listed, never constructed from the id
     expected, problems = {}, Counter({METADATA_MISSING: len(ids - set(wanted))})
-    for key, raw in zip(wanted, cloud_s3.read_many(read, wanted.values(), workers)):
+    for key, raw in zip(wanted, storage.read_many(read, wanted.values(), workers)):
         try:
             if isinstance(raw, Exception):
                 raise BadRecord(READ_FAILED, str(raw))
@@ -155,7 +127,7 @@ def predict_images(model: CountingModel, contents: Iterable[tuple[str, bytes | E
                 if isinstance(data, Exception):
                     raise BadRequest(f"cannot read: {data}")
                 image = handler.open_image(data, location, settings.max_image_pixels)
-                good.append((row, handler.decode_image(image, location, model.min_edge)))
+                good.append((row, handler.decode_image(image, location)))
             except BadRequest as error:
                 row["error"] = " ".join(str(error).split())
         if good:
@@ -215,6 +187,7 @@ def summary(rows: int, errors: int, verdicts: Counter, unverified: Counter, outp
     return text + (f"; written to {output}" if output else "")
 
 
+@entry_point(user_errors=(BadRequest,))  # a request-wide problem (thresholds): the user's to fix
 def main(argv: list[str] | None = None) -> int:
     parser = HfArgumentParser(PredictArguments, prog="python -m inference.predict")
     parser.add_argument("paths", nargs="+", metavar="PATH", help="Image files, folders or s3:// prefixes.")
@@ -229,27 +202,24 @@ def main(argv: list[str] | None = None) -> int:
         results_format(args.output)
         thresholds = {name: getattr(args, name) for name in ("match_threshold", "mismatch_threshold")
                       if getattr(args, name) is not None}
-        settings = replace(Settings.from_env(), **thresholds)
-        remote = any(cloud_s3.is_s3_uri(p) for p in [*rest.paths, args.metadata or ""])
-        s3 = cloud_s3.client() if remote else None
-        locations = list_images(rest.paths, s3)
+        settings = replace(Settings.from_env(), **thresholds).checked()  # before the model loads
+        locations = list_images(rest.paths)
         if not locations:
             raise FileNotFoundError(f"no images found in {' '.join(rest.paths)}")
-        read = reader(s3)
+        read = storage.reader()
         expected, unverified = {}, Counter()
         if args.expected:
             expected = read_expected(args.expected)
             unverified = +Counter({"no_expected_quantity": sum(image_id(loc) not in expected for loc in locations)})
         elif args.metadata:
-            expected, unverified = read_metadata(args.metadata, {image_id(loc) for loc in locations}, read, s3,
+            expected, unverified = read_metadata(args.metadata, {image_id(loc) for loc in locations}, read,
                                                  args.workers)
         model = handler.model_fn(args.model)
-    except (OSError, ValueError, cloud_s3.S3Error) as error:
-        print("error: " + " ".join(str(error).split()), file=sys.stderr)
-        return 2
+    except (OSError, ValueError) as error:  # a missing file, a bad option or model: the user's to fix
+        raise UserError(str(error)) from None
 
     # Count, batch by batch, reading ahead
-    contents = zip(locations, cloud_s3.read_many(read, locations, args.workers))
+    contents = zip(locations, storage.read_many(read, locations, args.workers))
     errors, verdicts = 0, Counter()
     verify = bool(args.expected or args.metadata)
     with ResultWriter(args.output, model.labels, verify) as writer, \

@@ -35,7 +35,8 @@ BUCKET = "bincount-deploy-test"
 REGION = "us-east-1"
 CPU_IMAGE = "huggingface-pytorch-inference:2.6.0-transformers4.51.3-cpu-py312"
 GPU_IMAGE = "huggingface-pytorch-inference:2.6.0-transformers4.51.3-gpu-py312"
-HANDLER_FILES = sorted(["code/inference.py", "code/core/__init__.py", "code/core/labels.py", "code/requirements.txt"])
+HANDLER_FILES = sorted(["code/inference.py", "code/core/__init__.py", "code/core/cli.py", "code/core/labels.py",
+                        "code/requirements.txt"])
 
 
 @pytest.fixture
