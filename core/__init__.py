@@ -1,1 +1,2 @@
-"""What every stage shares: the count-label rule (labels), local/S3 I/O (storage) and the command-line convention (cli)."""
+"""What every stage shares: the count-label rule (labels), local and S3 I/O (storage), the command-line convention
+(cli)."""

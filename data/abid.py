@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from core.labels import LabelSpace  # noqa: F401 - the builder's label space is the project's one label rule
-
 # Why a record is skipped as bad data. Each bad record is counted under one of these in the build report.
 METADATA_MISSING = "metadata_missing"
 METADATA_UNREADABLE = "metadata_unreadable"
@@ -28,10 +26,6 @@ READ_FAILED = "read_failed"
 # Why a good record is left out by the user's selection (counted, not listed one by one).
 NOT_IN_SUBSET = "not_in_subset"
 COUNT_OUT_OF_RANGE = "count_out_of_range"
-
-
-class UsageError(Exception):
-    """A problem with the arguments or the source as a whole, not with one record: one line for the user, exit 2."""
 
 
 class BadRecord(Exception):

@@ -14,44 +14,76 @@ from collections import Counter
 from pathlib import Path
 
 from core import storage
+from core.cli import UserError
+from core.labels import LabelSpace
 from data import abid
-from data.abid import UsageError
 from data.shards import SHARD_FEATURES, report_path
 
 
-def assemble(work_dir: Path, output: Path, labels: abid.LabelSpace, splits: list[str]) -> tuple[list[str], dict]:
+def assemble(work_dir: Path, output: Path, labels: LabelSpace, splits: list[str]) -> tuple[list[str], dict]:
     """Merge every chunk's shards, in chunk order, into a DatasetDict at ``output``; returns (names, report totals)."""
-    from datasets import ClassLabel, Dataset, DatasetDict
-
     manifest = json.loads((work_dir / "manifest.json").read_text())
-    reports, missing = [], []
-    for index in range(manifest["total_chunks"]):
-        path = report_path(work_dir, index)
-        (reports.append(json.loads(path.read_text())) if path.is_file() else missing.append(index))
-    if missing:
-        raise UsageError(f"{len(missing)} of {manifest['total_chunks']} chunks are not built yet "
-                         f"(first missing: {missing[0]}); run the remaining hosts or resume the build")
-    if not any(n for r in reports for kept in r["kept"].values() for n in kept.values()):
-        reasons = Counter(reason for r in reports for _, reason, _ in r["dropped"])
-        example = next((f"{i}: {detail or reason}" for r in reports for i, reason, detail in r["dropped"]), "")
-        raise UsageError(f"no bins kept out of {sum(r['candidates'] for r in reports)} listed "
-                         f"({', '.join(f'{k}: {v}' for k, v in reasons.items()) or 'all excluded by the selection'})"
-                         + (f", e.g. {example}" if example else ""))
+    reports = chunk_reports(work_dir, manifest["total_chunks"])
     largest = max((int(label) for r in reports for kept in r["kept"].values() for label in kept), default=0)
     names = labels.names(largest)
+    tmp = output.with_name(f".{output.name}.tmp")
+    save_splits(work_dir, tmp, names, splits)
+    with open(tmp / "dropped.jsonl", "w") as f:
+        for r in reports:
+            for image_id, reason, detail in r["dropped"]:
+                f.write(json.dumps({"image_id": image_id, "reason": reason, "detail": detail}) + "\n")
+    if output.exists():
+        shutil.rmtree(output)
+    os.replace(tmp, output)
+    return names, totals(reports, manifest, names, splits)
+
+
+def chunk_reports(work_dir: Path, total_chunks: int) -> list[dict]:
+    """Every chunk's report, in chunk order; refuses a build with chunks missing or with nothing kept."""
+    reports, missing = [], []
+    for index in range(total_chunks):
+        path = report_path(work_dir, index)
+        if path.is_file():
+            reports.append(json.loads(path.read_text()))
+        else:
+            missing.append(index)
+    if missing:
+        raise UserError(f"{len(missing)} of {total_chunks} chunks are not built yet "
+                        f"(first missing: {missing[0]}); run the remaining hosts or resume the build")
+    if not any(n for r in reports for kept in r["kept"].values() for n in kept.values()):
+        reasons = Counter(reason for r in reports for _, reason, _ in r["dropped"])
+        why = ", ".join(f"{k}: {v}" for k, v in reasons.items()) or "all excluded by the selection"
+        message = f"no bins kept out of {sum(r['candidates'] for r in reports)} listed ({why})"
+        example = next((f"{i}: {detail or reason}" for r in reports for i, reason, detail in r["dropped"]), "")
+        if example:
+            message += f", e.g. {example}"
+        raise UserError(message)
+    return reports
+
+
+def save_splits(work_dir: Path, target: Path, names: list[str], splits: list[str]) -> None:
+    """The shards of each split as one DatasetDict saved at ``target`` (an empty split too, as one empty shard)."""
+    from datasets import ClassLabel, Dataset, DatasetDict
+
     features = SHARD_FEATURES.copy()
     features["label"] = ClassLabel(names=names)
     cache = work_dir / "cache"
     datasets = {}
     for split in splits:
         files = sorted(str(p) for p in (work_dir / "shards").glob(f"*-{split}.parquet"))
-        datasets[split] = (Dataset.from_parquet(files, features=features, cache_dir=str(cache), split=split) if files
-                           else Dataset.from_dict({k: [] for k in features}, features=features))
-    tmp = output.with_name(f".{output.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+        if files:
+            datasets[split] = Dataset.from_parquet(files, features=features, cache_dir=str(cache), split=split)
+        else:
+            datasets[split] = Dataset.from_dict({k: [] for k in features}, features=features)
+    shutil.rmtree(target, ignore_errors=True)
     # An empty split saved as zero shards cannot be loaded back: give it one.
-    DatasetDict(datasets).save_to_disk(str(tmp), num_shards={s: 1 for s, d in datasets.items() if not len(d)} or None)
+    one_shard = {split: 1 for split, dataset in datasets.items() if not len(dataset)}
+    DatasetDict(datasets).save_to_disk(str(target), num_shards=one_shard or None)
     shutil.rmtree(cache, ignore_errors=True)
+
+
+def totals(reports: list[dict], manifest: dict, names: list[str], splits: list[str]) -> dict:
+    """What the build report counts: listed, kept (per split and class), dropped and excluded bins."""
     per_class = {}
     for split in splits:
         counts = Counter()
@@ -63,18 +95,10 @@ def assemble(work_dir: Path, output: Path, labels: abid.LabelSpace, splits: list
     for r in reports:
         excluded.update(r["excluded"])
     excluded.update(manifest.get("excluded", {}))
-    with open(tmp / "dropped.jsonl", "w") as f:
-        for r in reports:
-            for image_id, reason, detail in r["dropped"]:
-                f.write(json.dumps({"image_id": image_id, "reason": reason, "detail": detail}) + "\n")
-    if output.exists():
-        shutil.rmtree(output)
-    os.replace(tmp, output)
-    totals = {"listed": sum(r["candidates"] for r in reports) + excluded.get(abid.NOT_IN_SUBSET, 0),
-              "kept": sum(sum(c.values()) for c in per_class.values()),
-              "per_split": {s: sum(per_class[s].values()) for s in splits}, "per_class": per_class,
-              "dropped": dict(dropped), "excluded": dict(excluded)}
-    return names, totals
+    return {"listed": sum(r["candidates"] for r in reports) + excluded.get(abid.NOT_IN_SUBSET, 0),
+            "kept": sum(sum(c.values()) for c in per_class.values()),
+            "per_split": {s: sum(per_class[s].values()) for s in splits}, "per_class": per_class,
+            "dropped": dict(dropped), "excluded": dict(excluded)}
 
 
 def fetch_shards(sources: list[str], work_dir: Path) -> None:
@@ -82,7 +106,7 @@ def fetch_shards(sources: list[str], work_dir: Path) -> None:
     for source in sources:
         storage.download(source, work_dir)
     if not (work_dir / "manifest.json").is_file():
-        raise UsageError(f"no manifest.json among the shards in {', '.join(sources)}")
+        raise UserError(f"no manifest.json among the shards in {', '.join(sources)}")
 
 
 def push(output: Path, repo_id: str, private: bool, config_name: str = "default") -> None:

@@ -35,11 +35,14 @@ from pathlib import Path
 from transformers import HfArgumentParser
 
 from cloud import s3
+from core import storage
+from core.cli import UserError, entry_point
+from core.labels import LabelSpace
+from core.storage import Store
 from data import abid, card
-from data.abid import UsageError
 from data.assemble import assemble, fetch_shards, push
 from data.shards import ChunkSettings, process_chunks
-from data.sources import DEFAULT_SOURCE, Candidate, Store, candidates
+from data.sources import DEFAULT_SOURCE, Candidate, candidates
 from data.subsets import SPLITS, load_id_list, parse_split_files
 
 logger = logging.getLogger("data.build")
@@ -140,93 +143,173 @@ def is_synthetic(store: Store) -> bool:
 
 
 def build(source: SourceArguments, selection: SelectionArguments, out: OutputArguments) -> dict:
-    """Run (or resume, or assemble) a build; returns the build report."""
-    output = Path(out.output)
-    options = options_of(source, selection, out)
-    report_file = output / "build_report.json"
-    if not out.overwrite and not out.shards_only and not out.assemble_from and report_file.is_file():
-        previous = json.loads(report_file.read_text())
-        if previous.get("options") == options:
-            logger.info("dataset already built at %s (use --overwrite to rebuild)", output)
-            if out.push_to_hub:
-                push(output, out.push_to_hub, out.private, out.config_name)
-            return previous
-        raise UsageError(f"{output} holds a dataset built with other options; use --overwrite or another --output")
+    """Run the mode the arguments ask for; returns its report (the build report, or the manifest of a host's shards)."""
+    check_arguments(source, selection)
+    if out.shards_only:
+        return build_shards(source, selection, out)
+    if out.assemble_from:
+        return assemble_hosts(source, selection, out)
+    return build_dataset(source, selection, out)
+
+
+def check_arguments(source: SourceArguments, selection: SelectionArguments) -> None:
+    """Refuse options that cannot describe a dataset, before anything is read or written."""
     if selection.min_count < 0 or (0 <= selection.max_count < selection.min_count):
-        raise UsageError(f"invalid count range {selection.min_count}..{selection.max_count}")
+        raise UserError(f"invalid count range {selection.min_count}..{selection.max_count}")
     if len(selection.split_ratios) != 3 or min(selection.split_ratios) < 0 or sum(selection.split_ratios) <= 0:
-        raise UsageError("--split_ratios needs three non-negative fractions (train validation test)")
-    if s3.is_s3_uri(source.source):
+        raise UserError("--split_ratios needs three non-negative fractions (train validation test)")
+    if storage.is_remote(source.source):
         try:
             s3.parse_s3_uri(source.source)
         except ValueError as error:
-            raise UsageError(str(error)) from None
-    labels = abid.LabelSpace(selection.min_count, selection.max_count, selection.overflow_bucket)
-    work_dir = output if out.shards_only else Path(out.work_dir or f"{str(output).rstrip('/')}.work")
-    if out.overwrite and work_dir.exists():
-        shutil.rmtree(work_dir)
+            raise UserError(str(error)) from None
+
+
+def build_dataset(source: SourceArguments, selection: SelectionArguments, out: OutputArguments) -> dict:
+    """One machine: write (or resume) every chunk's shards, then assemble them into the dataset."""
+    output = Path(out.output)
+    options = options_of(source, selection, out)
+    report_file = output / "build_report.json"
+    if not out.overwrite and report_file.is_file():
+        previous = json.loads(report_file.read_text())
+        if previous.get("options") != options:
+            raise UserError(f"{output} holds a dataset built with other options; use --overwrite or another --output")
+        logger.info("dataset already built at %s (use --overwrite to rebuild)", output)
+        if out.push_to_hub:
+            push(output, out.push_to_hub, out.private, out.config_name)
+        return previous
+    work_dir = fresh_work_dir(Path(out.work_dir or f"{str(output).rstrip('/')}.work"), out.overwrite)
     started = time.time()
-    processed, store = 0, Store(source.source, source.endpoint_url, source.unsigned or None)
-    if out.assemble_from:
-        fetch_shards(out.assemble_from, work_dir)
-        manifest = json.loads((work_dir / "manifest.json").read_text())
-        if manifest["options"] != options:
-            raise UsageError("the shards were built with other options than these arguments")
-    else:
-        try:
-            split_lists = {k: frozenset(v) for k, v in parse_split_files(selection.split_files).items()} or None
-            subset = load_id_list(selection.subset) if selection.subset else None
-        except ValueError as error:
-            raise UsageError(str(error)) from None
-        if split_lists:
-            subset = (subset or set().union(*split_lists.values())) & set().union(*split_lists.values())
-        manifest_file = work_dir / "manifest.json"
-        if manifest_file.is_file() and json.loads(manifest_file.read_text())["options"] != options:
-            raise UsageError(f"{work_dir} holds shards of a build with other options; use --overwrite or another "
-                             f"--work_dir")
-        work_dir.mkdir(parents=True, exist_ok=True)
-        settings = ChunkSettings(store, labels, tuple(selection.split_ratios), split_lists,
-                                 None if out.keep_original else out.shorter_side, out.max_pixels, out.jpeg_quality,
-                                 out.io_threads)
-        stats: Counter = Counter()
-        stream = selected(candidates(store), subset, stats)
-        if selection.limit is not None:
-            stream = islice(stream, selection.limit)
-        try:
-            total, processed = process_chunks(settings, work_dir, stream, out.chunk_size, out.num_proc, hosts(out))
-        except (s3.S3Error, FileNotFoundError, PermissionError) as error:
-            raise UsageError(str(error)) from None
-        if total == 0:
-            raise UsageError(f"no bins found at {source.source}")
-        manifest = {"options": options, "total_chunks": total, "folder_splits": bool(stats.pop("folder_splits", 0)),
-                    "excluded": dict(stats)}
-        manifest_file.write_text(json.dumps(manifest, indent=1))
-        if out.shards_only:
-            logger.info("wrote shards for host %d of %d to %s", hosts(out)[1] + 1, hosts(out)[0], work_dir)
-            return manifest
-    splits = [s for s in SPLITS if s in (selection.split_files and [x.split("=")[0] for x in selection.split_files]
-                                         or SPLITS)]
-    names, totals = assemble(work_dir, output, labels, splits)
-    elapsed = time.time() - started
+    store = store_of(source)
+    manifest, processed = write_shards(store, selection, out, work_dir, options)
+    return finish(source, selection, out, work_dir, manifest, Throughput(started, processed), is_synthetic(store))
+
+
+def build_shards(source: SourceArguments, selection: SelectionArguments, out: OutputArguments) -> dict:
+    """One host of several: write this host's share of the chunks to ``--output``; another step assembles them."""
+    work_dir = fresh_work_dir(Path(out.output), out.overwrite)
+    manifest, _ = write_shards(store_of(source), selection, out, work_dir, options_of(source, selection, out))
+    num_hosts, host_index = hosts(out)
+    logger.info("wrote shards for host %d of %d to %s", host_index + 1, num_hosts, work_dir)
+    return manifest
+
+
+def assemble_hosts(source: SourceArguments, selection: SelectionArguments, out: OutputArguments) -> dict:
+    """After a multi-host build: gather the hosts' shards (folders or S3 prefixes) and assemble the dataset."""
+    output = Path(out.output)
+    work_dir = fresh_work_dir(Path(out.work_dir or f"{str(output).rstrip('/')}.work"), out.overwrite)
+    started = time.time()
+    fetch_shards(out.assemble_from, work_dir)
+    manifest = json.loads((work_dir / "manifest.json").read_text())
+    if manifest["options"] != options_of(source, selection, out):
+        raise UserError("the shards were built with other options than these arguments")
+    return finish(source, selection, out, work_dir, manifest, Throughput(started, 0), synthetic=False)
+
+
+def fresh_work_dir(work_dir: Path, overwrite: bool) -> Path:
+    if overwrite and work_dir.exists():
+        shutil.rmtree(work_dir)
+    return work_dir
+
+
+def store_of(source: SourceArguments) -> Store:
+    return Store(source.source, source.endpoint_url, source.unsigned or None)
+
+
+def selected_ids(selection: SelectionArguments) -> tuple[dict[str, frozenset[str]] | None, set[str] | None]:
+    """(ids per split from --split_files, or None; the ids to keep, or None for all)."""
+    try:
+        split_lists = {k: frozenset(v) for k, v in parse_split_files(selection.split_files).items()} or None
+        subset = load_id_list(selection.subset) if selection.subset else None
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    if split_lists:
+        listed = set().union(*split_lists.values())
+        if subset is None:
+            subset = listed
+        else:
+            subset &= listed
+    return split_lists, subset
+
+
+def write_shards(store: Store, selection: SelectionArguments, out: OutputArguments, work_dir: Path,
+                 options: dict) -> tuple[dict, int]:
+    """Write (or resume) this host's chunks into ``work_dir``; returns (the manifest, bins processed now)."""
+    split_lists, subset = selected_ids(selection)
+    manifest_file = work_dir / "manifest.json"
+    if manifest_file.is_file() and json.loads(manifest_file.read_text())["options"] != options:
+        raise UserError(f"{work_dir} holds shards of a build with other options; use --overwrite or another "
+                        f"--work_dir")
+    work_dir.mkdir(parents=True, exist_ok=True)
+    labels = LabelSpace(selection.min_count, selection.max_count, selection.overflow_bucket)
+    shorter_side = None if out.keep_original else out.shorter_side
+    settings = ChunkSettings(store, labels, tuple(selection.split_ratios), split_lists, shorter_side, out.max_pixels,
+                             out.jpeg_quality, out.io_threads)
+    stats: Counter = Counter()
+    stream = selected(candidates(store), subset, stats)
+    if selection.limit is not None:
+        stream = islice(stream, selection.limit)
+    try:
+        total, processed = process_chunks(settings, work_dir, stream, out.chunk_size, out.num_proc, hosts(out))
+    except (FileNotFoundError, PermissionError) as error:
+        raise UserError(str(error)) from None
+    if total == 0:
+        raise UserError(f"no bins found at {store.root}")
+    manifest = {"options": options, "total_chunks": total, "folder_splits": bool(stats.pop("folder_splits", 0)),
+                "excluded": dict(stats)}
+    manifest_file.write_text(json.dumps(manifest, indent=1))
+    return manifest, processed
+
+
+@dataclass(frozen=True)
+class Throughput:
+    started: float  # time.time() when reading began
+    processed: int  # bins read and encoded by this run (0 when it only assembled)
+
+
+def finish(source: SourceArguments, selection: SelectionArguments, out: OutputArguments, work_dir: Path,
+           manifest: dict, throughput: Throughput, synthetic: bool) -> dict:
+    """Assemble the shards into the dataset at ``--output`` with its card, histogram and report; push if asked."""
+    output = Path(out.output)
+    labels = LabelSpace(selection.min_count, selection.max_count, selection.overflow_bucket)
+    names, totals = assemble(work_dir, output, labels, wanted_splits(selection))
+    elapsed = time.time() - throughput.started
     report = {
-        "source": source.source, "command": "python -m data.build " + shlex.join(sys.argv[1:]), "options": options,
-        **totals, "classes": names, "elapsed_s": round(elapsed, 2),
-        "images_per_s": round(processed / elapsed, 1) if processed else None,
-        "split_rule": (f"from lists ({', '.join(selection.split_files)})" if selection.split_files else
-                       "from the source's <split>/<count>/ folders" if manifest.get("folder_splits") else
-                       f"sha256 of the image id, train/validation/test ratios {selection.split_ratios}"),
-        "image_rule": ("original JPEG bytes" if out.keep_original else
-                       f"shorter side resized to {out.shorter_side} px, JPEG quality {out.jpeg_quality}"),
+        "source": source.source, "command": "python -m data.build " + shlex.join(sys.argv[1:]),
+        "options": options_of(source, selection, out), **totals, "classes": names, "elapsed_s": round(elapsed, 2),
+        "images_per_s": round(throughput.processed / elapsed, 1) if throughput.processed else None,
+        "split_rule": split_rule(selection, manifest), "image_rule": image_rule(out),
     }
     card.plot_histogram(report["per_class"], names, output / "class_histogram.png")
-    synthetic = not out.assemble_from and is_synthetic(store)
     (output / "README.md").write_text(card.render(report, names, "class_histogram.png", synthetic))
-    report_file.write_text(json.dumps(report, indent=1))
+    (output / "build_report.json").write_text(json.dumps(report, indent=1))
     if not out.keep_work_dir:
         shutil.rmtree(work_dir, ignore_errors=True)
     if out.push_to_hub:
         push(output, out.push_to_hub, out.private, out.config_name)
     return report
+
+
+def wanted_splits(selection: SelectionArguments) -> list[str]:
+    """The splits the dataset has: those --split_files names (in the usual order), else all three."""
+    if not selection.split_files:
+        return list(SPLITS)
+    named = {entry.split("=")[0] for entry in selection.split_files}
+    return [split for split in SPLITS if split in named]
+
+
+def split_rule(selection: SelectionArguments, manifest: dict) -> str:
+    if selection.split_files:
+        return f"from lists ({', '.join(selection.split_files)})"
+    if manifest.get("folder_splits"):
+        return "from the source's <split>/<count>/ folders"
+    return f"sha256 of the image id, train/validation/test ratios {selection.split_ratios}"
+
+
+def image_rule(out: OutputArguments) -> str:
+    if out.keep_original:
+        return "original JPEG bytes"
+    return f"shorter side resized to {out.shorter_side} px, JPEG quality {out.jpeg_quality}"
 
 
 def summary(report: dict) -> str:
@@ -243,15 +326,12 @@ def summary(report: dict) -> str:
     return "\n".join(lines)
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     parser = HfArgumentParser((SourceArguments, SelectionArguments, OutputArguments))
     source, selection, out = parser.parse_args_into_dataclasses(argv)
-    try:
-        report = build(source, selection, out)
-    except UsageError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    report = build(source, selection, out)
     if "kept" in report:
         print(summary(report))
         print(f"dataset: {out.output}  (datasets.load_from_disk)")

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from core.labels import is_overflow
+
 LICENSE_NOTE = (
     "The images and metadata come from the [Amazon Bin Image Dataset](https://registry.opendata.aws/amazon-bin-imagery/)"
     " (`s3://aft-vbi-pds`), © Amazon.com, Inc., licensed under the [Creative Commons Attribution-NonCommercial-"
@@ -37,6 +39,14 @@ def plot_histogram(per_split: dict[str, dict[str, int]], names: list[str], path:
     return path
 
 
+def size_category(rows: int) -> str:
+    """The Hub's ``size_categories`` bucket for a dataset of ``rows`` rows."""
+    for limit, category in ((1000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K")):
+        if rows < limit:
+            return category
+    return "100K<n<1M"
+
+
 def render(report: dict, names: list[str], histogram: str, synthetic: bool) -> str:
     """Markdown card with Hub metadata: what the data is, how it was built, sizes, classes and licence."""
     per_split = report["per_class"]
@@ -45,9 +55,10 @@ def render(report: dict, names: list[str], histogram: str, synthetic: bool) -> s
                      f" | {sum(per_split[s].get(name, 0) for s in per_split)} |" for name in names)
     dropped = "\n".join(f"| {reason} | {n} |" for reason, n in sorted(report["dropped"].items())) or "| none | 0 |"
     excluded = ", ".join(f"{reason}: {n}" for reason, n in sorted(report["excluded"].items())) or "none"
-    overflow = "; the last class means that many or more" if names[-1].endswith("+") else ""
-    size = "n<1K" if total < 1000 else "1K<n<10K" if total < 10_000 else "10K<n<100K" if total < 100_000 \
-        else "100K<n<1M"
+    overflow = ""
+    if is_overflow(names[-1]):
+        overflow = "; the last class means that many or more"
+    size = size_category(total)
     return f"""---
 license: cc-by-nc-sa-3.0
 pretty_name: ABID bin counts

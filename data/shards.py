@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from datasets import Features, Image, Value
 from tqdm.auto import tqdm
 
+from core.labels import LabelSpace
 from core.storage import Store, read_many
 from data import abid
 from data.images import prepare
@@ -47,7 +48,7 @@ class ChunkSettings:
     """Everything a worker needs to process chunks the same way in any process or on any host."""
 
     store: Store
-    labels: abid.LabelSpace
+    labels: LabelSpace
     split_ratios: tuple[float, float, float]
     split_lists: dict[str, frozenset[str]] | None
     shorter_side: int | None

@@ -64,16 +64,23 @@ def _join(image_keys: Iterator[str], metadata_keys: Iterator[str]) -> Iterator[C
     """
     images = ((_stem(k) + ".", k) for k in image_keys if k.lower().endswith((".jpg", ".jpeg")))
     metas = ((_stem(k) + ".", k) for k in metadata_keys if k.lower().endswith(".json"))
-    image, meta = next(images, None), next(metas, None)
+    image = next(images, None)
+    meta = next(metas, None)
     previous = None
     while image or meta:
         if meta is None or (image is not None and image[0] < meta[0]):
-            order, current, image = image[0], Candidate(image[0][:-1], image[1], None), next(images, None)
+            order = image[0]
+            current = Candidate(order[:-1], image[1], None)
+            image = next(images, None)
         elif image is None or meta[0] < image[0]:
-            order, current, meta = meta[0], Candidate(meta[0][:-1], None, meta[1]), next(metas, None)
+            order = meta[0]
+            current = Candidate(order[:-1], None, meta[1])
+            meta = next(metas, None)
         else:
-            order, current = image[0], Candidate(image[0][:-1], image[1], meta[1])
-            image, meta = next(images, None), next(metas, None)
+            order = image[0]
+            current = Candidate(order[:-1], image[1], meta[1])
+            image = next(images, None)
+            meta = next(metas, None)
         if previous is not None and order <= previous:
             if order < previous:
                 raise RuntimeError(f"source listing is not in key order at {current.image_id!r}")

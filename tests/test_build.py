@@ -13,7 +13,7 @@ from datasets import load_from_disk
 from PIL import Image
 
 from cloud import s3
-from data.abid import LabelSpace
+from core.labels import LabelSpace
 from data.build import main as build_main
 from data.subsets import hash_split, load_id_list
 from tests.conftest import python_env

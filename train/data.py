@@ -1,7 +1,7 @@
 """Load the dataset artifact and its label set — the one source of truth for the count classes.
 
 Accepts a folder written by ``data.build`` (``load_from_disk``), a Hub dataset id (``load_dataset``), or, in a
-SageMaker job, one ``load_from_disk`` folder per ``SM_CHANNEL_*``. Problems are raised as ``UsageError`` with one line
+SageMaker job, one ``load_from_disk`` folder per ``SM_CHANNEL_*``. Problems are raised as ``UserError`` with one line
 the user can act on.
 """
 
@@ -13,7 +13,8 @@ from pathlib import Path
 
 from datasets import ClassLabel, Dataset, DatasetDict, load_dataset, load_from_disk
 
-from train.args import DataArguments, UsageError
+from core.cli import UserError
+from train.args import DataArguments
 from core.labels import counts_of
 
 CHANNELS = {"train": "SM_CHANNEL_TRAIN", "validation": "SM_CHANNEL_VALIDATION", "test": "SM_CHANNEL_TEST"}
@@ -36,7 +37,7 @@ def load(args: DataArguments, seed: int) -> Splits:
     """The train/validation/test splits, checked to share one ClassLabel of counts."""
     splits = _read(args)
     if args.train_split not in splits:
-        raise UsageError(f"dataset has no {args.train_split!r} split (it has: {', '.join(splits) or 'none'})")
+        raise UserError(f"dataset has no {args.train_split!r} split (it has: {', '.join(splits) or 'none'})")
     train = splits[args.train_split]
     names = _names(train, args.train_split)
     if args.validation_split in splits:
@@ -47,14 +48,14 @@ def load(args: DataArguments, seed: int) -> Splits:
     test = splits.get(args.test_split)
     for name, split in ((args.validation_split, validation), (args.test_split, test)):
         if split is not None and _names(split, name) != names:
-            raise UsageError(f"the {name!r} split has classes {_names(split, name)}, train has {names}")
+            raise UserError(f"the {name!r} split has classes {_names(split, name)}, train has {names}")
     if args.max_train_samples:
         train = train.select(range(min(args.max_train_samples, len(train))))
     if args.max_eval_samples:
         validation = validation.select(range(min(args.max_eval_samples, len(validation))))
         test = test.select(range(min(args.max_eval_samples, len(test)))) if test is not None else None
     if not len(train) or not len(validation):
-        raise UsageError("the train and validation splits must not be empty")
+        raise UserError("the train and validation splits must not be empty")
     return Splits(train, validation, test if test is not None and len(test) else None, names)
 
 
@@ -62,35 +63,35 @@ def _read(args: DataArguments) -> DatasetDict:
     if args.dataset is None:
         channels = {split: os.environ[var] for split, var in CHANNELS.items() if var in os.environ}
         if not channels:
-            raise UsageError("no --dataset given (and no SageMaker SM_CHANNEL_* folders)")
+            raise UserError("no --dataset given (and no SageMaker SM_CHANNEL_* folders)")
         return DatasetDict({split: _from_disk(path) for split, path in channels.items()})
     path = Path(args.dataset)
     if path.exists():
         loaded = _from_disk(str(path))
         return loaded if isinstance(loaded, DatasetDict) else DatasetDict({args.train_split: loaded})
     if args.dataset.startswith((".", "/", "~")) or args.dataset.count("/") > 1:
-        raise UsageError(f"dataset folder not found: {args.dataset}")
+        raise UserError(f"dataset folder not found: {args.dataset}")
     try:
         return load_dataset(args.dataset, revision=args.dataset_revision)
     except Exception as error:  # noqa: BLE001 - datasets raises many types for "not there"; all mean the same here
-        raise UsageError(f"cannot load dataset {args.dataset!r}: {str(error).splitlines()[0]}") from None
+        raise UserError(f"cannot load dataset {args.dataset!r}: {str(error).splitlines()[0]}") from None
 
 
 def _from_disk(path: str) -> Dataset | DatasetDict:
     try:
         return load_from_disk(path)
     except FileNotFoundError:
-        raise UsageError(f"{path} is not a dataset written by data.build (datasets.save_to_disk)") from None
+        raise UserError(f"{path} is not a dataset written by data.build (datasets.save_to_disk)") from None
 
 
 def _names(split: Dataset, name: str) -> list[str]:
     feature = split.features.get("label")
     if not isinstance(feature, ClassLabel):
-        raise UsageError(f"the {name!r} split has no ClassLabel 'label' column (columns: {', '.join(split.features)})")
+        raise UserError(f"the {name!r} split has no ClassLabel 'label' column (columns: {', '.join(split.features)})")
     if "image" not in split.features:
-        raise UsageError(f"the {name!r} split has no 'image' column")
+        raise UserError(f"the {name!r} split has no 'image' column")
     try:
         counts_of(feature.names)
     except ValueError as error:
-        raise UsageError(str(error)) from None
+        raise UserError(str(error)) from None
     return list(feature.names)

@@ -13,7 +13,8 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification, PretrainedConfig
 
-from train.args import ModelArguments, UsageError
+from core.cli import UserError
+from train.args import ModelArguments
 
 logger = logging.getLogger("train.model")
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
@@ -43,9 +44,9 @@ def load(args: ModelArguments, names: list[str]):
                 source, config=config, ignore_mismatched_sizes=True, use_safetensors=True, **common)
         processor = AutoImageProcessor.from_pretrained(args.processor_name_or_path or source, **common)
     except ValueError as error:
-        raise UsageError(f"{source} cannot be used as an image classifier: {str(error).splitlines()[0]}") from None
+        raise UserError(f"{source} cannot be used as an image classifier: {str(error).splitlines()[0]}") from None
     except OSError as error:
-        raise UsageError(f"cannot load {source}: {str(error).splitlines()[0]}") from None
+        raise UserError(f"cannot load {source}: {str(error).splitlines()[0]}") from None
     if args.freeze_backbone:
         freeze_backbone(model)
     return model, processor
@@ -55,7 +56,7 @@ def freeze_backbone(model: torch.nn.Module) -> None:
     """Train only the classification head (``classifier.*`` in every transformers image classifier)."""
     head = [name for name, _ in model.named_parameters() if name.startswith("classifier")]
     if not head:
-        raise UsageError(f"no classifier head found in {type(model).__name__}; cannot freeze the backbone")
+        raise UserError(f"no classifier head found in {type(model).__name__}; cannot freeze the backbone")
     for name, parameter in model.named_parameters():
         parameter.requires_grad = name.startswith("classifier")
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -74,5 +75,5 @@ def check_resumable(checkpoint: str, config: PretrainedConfig) -> None:
     current = config.to_dict()
     differs = sorted(k for k in (set(saved) | set(current)) - VOLATILE_KEYS if saved.get(k) != current.get(k))
     if differs:
-        raise UsageError(f"{checkpoint} is a checkpoint of another model (differs in {', '.join(differs[:5])}); "
+        raise UserError(f"{checkpoint} is a checkpoint of another model (differs in {', '.join(differs[:5])}); "
                          f"use another --output_dir, or --overwrite to start over")

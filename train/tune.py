@@ -18,8 +18,9 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from core.cli import entry_point
 from train import model as models
-from train.args import ARGUMENT_GROUPS, UsageError, defaults
+from train.args import ARGUMENT_GROUPS, defaults
 from train.run import setup
 
 
@@ -77,6 +78,7 @@ def search(search_args: SearchArguments, data_args, model_args, counting, out, t
     return result
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     from transformers import HfArgumentParser
 
@@ -84,11 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = HfArgumentParser((SearchArguments, *ARGUMENT_GROUPS))
     parser.set_defaults(**defaults())
     search_args, *groups = parser.parse_args_into_dataclasses(argv)
-    try:
-        result = search(search_args, *groups)
-    except UsageError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    result = search(search_args, *groups)
     print(f"best {result['objective']} = {result['best_value']:.4f} with {json.dumps(result['best_params'])}")
     return 0
 
