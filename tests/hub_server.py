@@ -37,7 +37,8 @@ LFS_PATTERNS = ("*.7z", "*.arrow", "*.bin", "*.bz2", "*.ckpt", "*.ftz", "*.gz", 
                 "*.pt", "*.pth", "*.rar", "*.safetensors", "*.tar", "*.tflite", "*.tgz", "*.wasm", "*.xz", "*.zip",
                 "*.zst", "*tfevents*")
 LFS_MIN_SIZE = 10 * 1024 * 1024
-KINDS = {"models": "model", "datasets": "dataset"}
+KINDS = {"models": "model", "datasets": "dataset", "spaces": "space"}
+PREFIXES = {None: "model", "datasets/": "dataset", "spaces/": "space"}  # URL prefix -> kind
 COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
 REPO_ID = re.compile(r"[\w-]+(?:\.[\w-]+)*/[\w-]+(?:\.[\w-]+)*")  # namespace/name, no path tricks
 
@@ -242,7 +243,7 @@ def hub_server(root: Path) -> Iterator[str]:
         yield server.endpoint
 
 
-REPO = r"/api/(models|datasets)/([^/]+/[^/]+)"
+REPO = r"/api/(models|datasets|spaces)/([^/]+/[^/]+)"
 ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     (method, re.compile(pattern), name) for method, pattern, name in [
         ("GET", r"/api/whoami-v2", "whoami"),
@@ -257,10 +258,10 @@ ROUTES: list[tuple[str, re.Pattern[str], str]] = [
         ("POST", REPO + r"/branch/([^/]+)", "create_branch"),
         ("POST", REPO + r"/preupload/([^/]+)", "preupload"),
         ("POST", REPO + r"/commit/([^/]+)", "commit"),
-        ("POST", r"/(datasets/)?([^/]+/[^/]+)\.git/info/lfs/objects/batch", "lfs_batch"),
+        ("POST", r"/(datasets/|spaces/)?([^/]+/[^/]+)\.git/info/lfs/objects/batch", "lfs_batch"),
         ("PUT", r"/lfs-upload/([\w-]+)", "lfs_upload"),
         ("POST", r"/lfs-verify/([0-9a-f]{64})", "lfs_verify"),
-        ("GET", r"/(datasets/)?([^/]+/[^/]+)/resolve/([^/]+)/(.+)", "resolve"),
+        ("GET", r"/(datasets/|spaces/)?([^/]+/[^/]+)/resolve/([^/]+)/(.+)", "resolve"),
     ]
 ]
 
@@ -369,7 +370,7 @@ class HubHandler(BaseHTTPRequestHandler):
         return f"http://{self.headers['Host']}" if self.headers.get("Host") else self.server.endpoint
 
     def repo_url(self, kind: str, repo_id: str) -> str:
-        return f"{self.base()}/{'datasets/' if kind == 'dataset' else ''}{repo_id}"
+        return f"{self.base()}/{'' if kind == 'model' else kind + 's/'}{repo_id}"
 
     def json_body(self) -> Any:
         try:
@@ -394,7 +395,7 @@ class HubHandler(BaseHTTPRequestHandler):
         kind = payload.get("type") or "model"
         name, namespace = payload.get("name") or "", payload.get("organization") or self.server.user
         if kind not in KINDS.values():
-            raise HubError(400, f"This local Hub stores models and datasets, not {kind}s.")
+            raise HubError(400, f"This local Hub stores models, datasets and spaces, not {kind}s.")
         repo_id = f"{namespace}/{name}"
         url = self.repo_url(kind, repo_id)
         if not self.server.store.create(kind, repo_id, private=payload.get("visibility") == "private"):
@@ -527,7 +528,7 @@ class HubHandler(BaseHTTPRequestHandler):
 
     def route_lfs_batch(self, prefix: str | None, repo_id: str) -> None:
         """git-LFS batch API, basic transfer: a one-time upload URL (like the Hub's signed URLs) per missing object."""
-        self.repo("dataset" if prefix else "model", repo_id, write=True)
+        self.repo(PREFIXES[prefix], repo_id, write=True)
         payload = self.json_body()
         if payload.get("operation") != "upload":
             raise HubError(400, "This local Hub serves LFS uploads only; downloads go through /resolve.")
@@ -563,7 +564,7 @@ class HubHandler(BaseHTTPRequestHandler):
 
     def route_resolve(self, prefix: str | None, repo_id: str, revision: str, path: str) -> None:
         """A file at a revision, with the headers hf_hub_download relies on (X-Repo-Commit, ETag, X-Linked-*)."""
-        repo = self.repo("dataset" if prefix else "model", repo_id)
+        repo = self.repo(PREFIXES[prefix], repo_id)
         commit = resolve(repo, revision)
         headers = {"X-Repo-Commit": commit["id"]}
         entry = commit["files"].get(path)

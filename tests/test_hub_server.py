@@ -164,7 +164,7 @@ def test_a_second_commit_moves_main_while_the_first_sha_keeps_serving_old_conten
 def test_unknown_endpoints_answer_404_json_and_are_logged(tmp_path, capsys):
     with hub_server(tmp_path) as endpoint:
         with pytest.raises(urllib.error.HTTPError) as answer:
-            urllib.request.urlopen(f"{endpoint}/api/spaces/user/app")
+            urllib.request.urlopen(f"{endpoint}/api/collections/user/app")
     assert answer.value.code == 404
-    assert json.load(answer.value) == {"error": "This local Hub does not implement GET /api/spaces/user/app."}
-    assert "no route for GET /api/spaces/user/app" in capsys.readouterr().err
+    assert json.load(answer.value) == {"error": "This local Hub does not implement GET /api/collections/user/app."}
+    assert "no route for GET /api/collections/user/app" in capsys.readouterr().err
