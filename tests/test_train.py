@@ -288,3 +288,31 @@ def test_bad_config_fails_with_one_line_naming_file_and_key(tmp_path, capsys, te
     line = fail(capsys, ["--config", str(recipe), "--output_dir", str(tmp_path / "out")])
     assert str(recipe) in line and message in line
     assert not (tmp_path / "out").exists()
+
+
+def test_each_split_is_predicted_and_scored_once_at_the_end(tiny_dataset, tmp_path, monkeypatch, one_torch_thread):
+    import train.run as run_module
+
+    calls = {"score": 0, "predict": 0}
+    score, predict = run_module.score, run_module.CountingTrainer.predict
+
+    def counting_score(*args, **kwargs):
+        calls["score"] += 1
+        return score(*args, **kwargs)
+
+    def counting_predict(self, *args, **kwargs):
+        calls["predict"] += 1
+        return predict(self, *args, **kwargs)
+
+    monkeypatch.setattr(run_module, "score", counting_score)
+    monkeypatch.setattr(run_module.CountingTrainer, "predict", counting_predict)
+    args = train_args(tiny_dataset, tmp_path / "model", "tiny-resnet", "--eval_strategy", "no", "--save_strategy",
+                      "no", "--load_best_model_at_end", "false", "--dataloader_num_workers", "0", "--max_steps", "2")
+    assert train_main(args) == 0
+    assert calls == {"score": 2, "predict": 2}, "validation and test: one prediction and one scoring each"
+    metrics = json.loads((tmp_path / "model" / "all_results.json").read_text())
+    assert {"eval_accuracy", "test_accuracy", "test_loss", "calibration_temperature", "test_ece",
+            "test_ece_before_calibration", "audit_false_alarm"} <= set(metrics)
+    assert json.loads((tmp_path / "model" / "verify.json").read_text())["target_false_alarm"] == 0.05
+    card = (tmp_path / "model" / "README.md").read_text()
+    assert "## Calibration" in card and "## Inventory audit" in card and "verify.json" in card

@@ -1,0 +1,337 @@
+"""What helps a from-scratch counter on real ABID bins: k-fold cross-validation on ../shared/abid-real.
+
+    python -m bench.real_bins [--folds 3] [--seeds 0 1] [--variants ce-64 ordinal-64 ...] [--threads 1]
+    python -m bench.real_bins --report_only    # the table from the runs saved so far
+    python -m bench.real_bins --export runs/real  # the pooled real bins as one data.build-style DatasetDict
+
+The 1-5-item bins of the real set (962 of its 1,050 images) are built with the project's own ``python -m data.build``
+from both of its layouts (bucket and count folders) and pooled; every variant is trained on the same stratified folds
+with the same seeds, and scored on the held-out fold. Each run also holds out 15% of its training part as a
+validation split, which fits the temperature (train/calibration.py) and picks the audit's thresholds
+(train/audit.py), exactly as ``train.run`` does at the end of training.
+
+Training follows ``train.run``'s path on a lean loop (no Trainer, so that dozens of runs fit on a shared 2-core CPU):
+the model is an AutoModelForImageClassification built from a config, the augmentation is train/transforms.py's, the
+images are resized to ``resolution`` x ``resolution`` and normalised like the recipe's image processor, and the loss
+is train/objectives.py's ``CountingLoss``. Decoding (argmax, expected count, rounded expected count) and horizontal
+flip test-time augmentation are scored from the same saved logits, so they cost nothing extra.
+
+Results are saved after every run (bench/results/real_bins.json) and a restarted bench skips finished runs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoConfig, AutoModelForImageClassification, HfArgumentParser, set_seed
+from transformers.optimization import get_cosine_schedule_with_warmup
+
+from bench.report import RESULTS, describe, fail, machine, markdown_table
+from train import audit, calibration
+from train.objectives import CountingLoss
+from train.transforms import Augmentation
+
+ROOT = Path(__file__).resolve().parents[1]
+REAL = ROOT.parent / "shared" / "abid-real"
+BASE_CONFIG = ROOT / "train" / "configs" / "tiny-resnet"
+NAMES = ["1", "2", "3", "4", "5"]
+DEFAULT_AUG = {"crop_scale": 0.8, "rotation_degrees": 10.0, "color_jitter": 0.2}
+HEAVY_AUG = {"crop_scale": 0.6, "rotation_degrees": 15.0, "color_jitter": 0.4}
+BASE = {"resolution": 64, "epochs": 20, "lr": 2e-3, "weight_decay": 0.05, "batch_size": 32, "objective": "ce",
+        "augment": DEFAULT_AUG, "width": 1.0, "depths": [1, 1, 2, 1]}
+# Every variant differs from BASE in what its name says.
+VARIANTS = {
+    "ce-64": {},
+    "ordinal-64": {"objective": "ordinal"},
+    "count-aware-64": {"objective": "count_aware"},
+    "no-aug-64": {"augment": None},
+    "heavy-aug-64": {"augment": HEAVY_AUG},
+    "ce-96": {"resolution": 96},
+    "ce-48": {"resolution": 48},
+    "ce-64-40ep": {"epochs": 40},
+    "ce-64-wide": {"width": 2.0},
+    "ce-64-narrow": {"width": 0.5},
+    "ordinal-48-heavy-aug": {"objective": "ordinal", "resolution": 48, "augment": HEAVY_AUG},
+    "ordinal-48-heavy-aug-narrow": {"objective": "ordinal", "resolution": 48, "augment": HEAVY_AUG, "width": 0.5},
+}
+
+
+@dataclass
+class BenchArguments:
+    real: str = field(default=str(REAL), metadata={"help": "The abid-real folder (bucket/ and folders/ layouts)."})
+    folds: int = field(default=3, metadata={"help": "Cross-validation folds."})
+    seeds: list[int] = field(default_factory=lambda: [0, 1], metadata={"help": "Training seeds per fold."})
+    variants: list[str] = field(default_factory=lambda: list(VARIANTS), metadata={"help": "Variants to run, in order."})
+    threads: int = field(default=1, metadata={"help": "torch threads (the CPU is usually shared)."})
+    output: str = field(default=str(RESULTS / "real_bins.json"), metadata={"help": "Resumable results file."})
+    report_only: bool = field(default=False, metadata={"help": "Print the table of the runs saved so far."})
+    export: str | None = field(default=None, metadata={
+        "help": "Write both layouts' builds as one DatasetDict here (train.run --dataset) and stop."})
+    split_ratios: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1], metadata={
+        "help": "train/validation/test fractions of the --export builds (data.build's id-hash split)."})
+
+
+def build_layouts(real: Path, work: Path, extra: list[str] = ()) -> list:
+    """Both layouts built by data.build (once; reused after) and loaded: [bucket, folders] DatasetDicts."""
+    from datasets import load_from_disk
+
+    built = []
+    for layout in ("bucket", "folders"):
+        out = work / layout
+        if not (out / "build_report.json").is_file():
+            subprocess.run([sys.executable, "-m", "data.build", "--source", str(real / layout), "--output", str(out),
+                            "--min_count", "1", "--max_count", "5", "--shorter_side", "128", "--num_proc", "1",
+                            *extra], check=True, cwd=ROOT)
+        built.append(load_from_disk(str(out)))
+    return built
+
+
+def export(real: Path, output: Path, ratios: list[float]) -> None:
+    """One DatasetDict of both layouts, split by data.build's id hash, for ``train.run --dataset``."""
+    from datasets import DatasetDict, concatenate_datasets
+
+    parts = build_layouts(real, output.with_name(output.name + ".layouts"),
+                          ["--split_ratios", *map(str, ratios)])
+    splits = {name: concatenate_datasets([part[name] for part in parts if name in part])
+              for name in ("train", "validation", "test") if any(name in part for part in parts)}
+    DatasetDict(splits).save_to_disk(str(output))
+    print(f"{output}: " + ", ".join(f"{name} {len(split)}" for name, split in splits.items()))
+
+
+def build_pool(real: Path, work: Path) -> tuple[list, np.ndarray, list[str]]:
+    """(images, labels, ids) of the 1-5-item bins of both layouts, every split pooled."""
+    from datasets import concatenate_datasets
+
+    pool = concatenate_datasets([built[split] for built in build_layouts(real, work) for split in built])
+    if pool.features["label"].names != NAMES:
+        fail(f"expected classes {NAMES}, the build has {pool.features['label'].names}")
+    images = [image.convert("RGB") for image in pool["image"]]
+    return images, np.asarray(pool["label"]), list(pool["image_id"])
+
+
+def make_model(variant: dict) -> torch.nn.Module:
+    """The base config (train/configs/tiny-resnet) with the variant's width and depths, from scratch."""
+    config = AutoConfig.from_pretrained(BASE_CONFIG, id2label=dict(enumerate(NAMES)),
+                                        label2id={n: i for i, n in enumerate(NAMES)})
+    config.embedding_size = round(config.embedding_size * variant["width"])
+    config.hidden_sizes = [round(size * variant["width"]) for size in config.hidden_sizes]
+    config.depths = list(variant["depths"])
+    return AutoModelForImageClassification.from_config(config)
+
+
+def shrink(images: list, resolution: int) -> list:
+    """Images with their shorter side at 1.25 x resolution: augmenting them is cheaper than at the stored 128 px,
+    and the final resize to resolution x resolution loses nothing more."""
+    side = round(1.25 * resolution)
+    out = []
+    for image in images:
+        scale = side / min(image.size)
+        out.append(image if scale >= 1 else image.resize((round(image.width * scale), round(image.height * scale)),
+                                                         resample=2))
+    return out
+
+
+def to_tensor(images: list, resolution: int) -> torch.Tensor:
+    """Resize to resolution x resolution and normalise with mean 0.5 / std 0.5, as the recipe's processor does."""
+    arrays = [np.asarray(image.resize((resolution, resolution), resample=2), dtype=np.float32) for image in images]
+    return (torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2) / 255 - 0.5) / 0.5
+
+
+def loss_of(variant: dict) -> CountingLoss:
+    counts = [int(name) for name in NAMES]
+    if variant["objective"] == "ordinal":
+        return CountingLoss(counts, neighbour_mass=variant.get("neighbour_mass", 0.4))
+    if variant["objective"] == "count_aware":
+        return CountingLoss(counts, count_loss_weight=0.5)
+    return CountingLoss(counts)
+
+
+def train(variant: dict, images: list, labels: np.ndarray, ids: list[str], seed: int) -> torch.nn.Module:
+    """AdamW, cosine schedule with 10% warm-up, augmentation seeded by (seed, epoch, image id) as in train.run."""
+    set_seed(seed)
+    model = make_model(variant).train()
+    loss = loss_of(variant)
+    steps = variant["epochs"] * math.ceil(len(images) / variant["batch_size"])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=variant["lr"], weight_decay=variant["weight_decay"])
+    schedule = get_cosine_schedule_with_warmup(optimizer, round(0.1 * steps), steps)
+    augment = Augmentation(**variant["augment"]) if variant["augment"] else None
+    for epoch in range(variant["epochs"]):
+        order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed * 1000 + epoch)).tolist()
+        for start in range(0, len(order), variant["batch_size"]):
+            batch = order[start:start + variant["batch_size"]]
+            picked = [images[i] for i in batch]
+            if augment is not None:
+                picked = [augment(image, random.Random(f"{seed}:{epoch}:{ids[i]}")) for image, i in zip(picked, batch)]
+            logits = model(pixel_values=to_tensor(picked, variant["resolution"])).logits
+            value = loss({"logits": logits}, torch.as_tensor(labels[batch]))
+            optimizer.zero_grad()
+            value.backward()
+            optimizer.step()
+            schedule.step()
+    return model.eval()
+
+
+@torch.inference_mode()
+def logits_of(model: torch.nn.Module, images: list, resolution: int, flip: bool = False) -> list:
+    pixels = to_tensor(images, resolution)
+    pixels = pixels.flip(-1) if flip else pixels
+    return torch.cat([model(pixel_values=chunk).logits for chunk in pixels.split(128)]).tolist()
+
+
+def folds_of(labels: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(train, validation, test) indices per fold: stratified folds, the same for every variant and seed (each
+    class dealt round-robin after one fixed shuffle); 15% of each class of a fold's training part, drawn with the
+    seed, is its validation split."""
+    fixed, drawn = np.random.default_rng(0), np.random.default_rng(seed)
+    fold_of = np.empty(len(labels), dtype=int)
+    for label in np.unique(labels):
+        members = fixed.permutation(np.flatnonzero(labels == label))
+        fold_of[members] = np.arange(len(members)) % folds
+    out = []
+    for fold in range(folds):
+        fit, validation = [], []
+        for label in np.unique(labels):
+            rest = drawn.permutation(np.flatnonzero((labels == label) & (fold_of != fold)))
+            cut = round(0.15 * len(rest))
+            validation += rest[:cut].tolist()
+            fit += rest[cut:].tolist()
+        out.append((np.sort(fit), np.sort(validation), np.flatnonzero(fold_of == fold)))
+    return out
+
+
+def run_all(args: BenchArguments) -> dict:
+    stored, labels, ids = build_pool(Path(args.real), RESULTS / "real_bins")
+    shrunk: dict[int, list] = {}
+    output = Path(args.output)
+    saved = json.loads(output.read_text()) if output.is_file() else {"runs": {}}
+    saved["machine"], saved["data"] = machine(), f"abid-real, {len(labels)} real bins with 1-5 items, pooled layouts"
+    for name in args.variants:
+        variant = BASE | VARIANTS[name]
+        images = shrunk.setdefault(variant["resolution"], shrink(stored, variant["resolution"]))
+        for seed in args.seeds:
+            for fold, (fit, validation, test) in enumerate(folds_of(labels, args.folds, seed)):
+                key = f"{name}/seed{seed}/fold{fold}of{args.folds}"
+                if key in saved["runs"]:
+                    continue
+                started = time.time()
+                model = train(variant, [images[i] for i in fit], labels[fit], [ids[i] for i in fit], seed)
+                elapsed = time.time() - started
+                held = [images[i] for i in test]
+                saved["runs"][key] = {
+                    "variant": name, "seed": seed, "fold": fold, "settings": variant, "train_s": round(elapsed, 1),
+                    "fit_labels": labels[fit].tolist(), "validation_labels": labels[validation].tolist(),
+                    "test_labels": labels[test].tolist(),
+                    "validation_logits": logits_of(model, [images[i] for i in validation], variant["resolution"]),
+                    "test_logits": logits_of(model, held, variant["resolution"]),
+                    "test_flip_logits": logits_of(model, held, variant["resolution"], flip=True),
+                }
+                output.parent.mkdir(parents=True, exist_ok=True)
+                output.write_text(json.dumps(saved))
+                print(f"{key}: {elapsed:.0f} s", flush=True)
+    return saved
+
+
+def scored(run: dict) -> dict[str, float]:
+    """One run's held-out figures: three decodings, flip TTA, calibration and the audit at thresholds chosen on its
+    validation split, next to the constants chosen on its training part."""
+    counts = np.arange(1, len(NAMES) + 1)
+    test, validation = np.asarray(run["test_labels"]), np.asarray(run["validation_labels"])
+    logits, flipped = np.asarray(run["test_logits"]), np.asarray(run["test_flip_logits"])
+    truth = counts[test]
+    fit = counts[np.asarray(run["fit_labels"])]
+    majority = np.bincount(fit).argmax()
+    central = min((math.floor(fit.mean()), math.ceil(fit.mean())), key=lambda c: np.mean((c - fit) ** 2))
+    temperature = calibration.fit_temperature(np.asarray(run["validation_logits"]), validation)
+    row = {"const_accuracy": float(np.mean(truth == majority)), "const_rmse": _rmse(central - truth),
+           "temperature": temperature}
+    for suffix, values in (("", logits), ("_tta", (logits + flipped) / 2)):
+        probabilities = calibration.softmax(values)
+        expected = probabilities @ counts
+        rounded = np.clip(np.rint(expected), counts[0], counts[-1])
+        row |= {f"accuracy{suffix}": float(np.mean(counts[values.argmax(-1)] == truth)),
+                f"rmse{suffix}": _rmse(counts[values.argmax(-1)] - truth),
+                f"rmse_expected{suffix}": _rmse(expected - truth),
+                f"accuracy_rounded{suffix}": float(np.mean(rounded == truth)),
+                f"rmse_rounded{suffix}": _rmse(rounded - truth)}
+    row["ece_raw"] = calibration.scores(logits, test)["ece"]
+    row["ece"] = calibration.scores(logits, test, temperature)["ece"]
+    val_probabilities = calibration.softmax(np.asarray(run["validation_logits"]) / temperature)
+    thresholds = audit.choose_thresholds(val_probabilities, validation, NAMES, 0.05)
+    played = audit.audit(calibration.softmax(logits / temperature), test, NAMES, thresholds, 0.5,
+                         1000 * run["seed"] + run["fold"])["at_thresholds"]
+    row |= {f"audit_{key}": played[key] for key in ("false_alarm", "caught_1", "caught_2", "uncertain")}
+    return row | {"train_s": run["train_s"]}
+
+
+def _rmse(errors: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(errors, dtype=np.float64))))
+
+
+COLUMNS = {  # table column -> (row key, scale)
+    "accuracy (%)": ("accuracy", 100), "RMSE argmax": ("rmse", 1), "RMSE expected": ("rmse_expected", 1),
+    "accuracy rounded-expected (%)": ("accuracy_rounded", 100), "RMSE rounded-expected": ("rmse_rounded", 1),
+    "accuracy flip-TTA (%)": ("accuracy_tta", 100), "RMSE expected flip-TTA": ("rmse_expected_tta", 1),
+    "ECE raw": ("ece_raw", 1), "ECE after T": ("ece", 1), "T": ("temperature", 1),
+    "audit false alarms (%)": ("audit_false_alarm", 100), "caught ±1 (%)": ("audit_caught_1", 100),
+    "caught ±2 (%)": ("audit_caught_2", 100), "uncertain (%)": ("audit_uncertain", 100), "train s": ("train_s", 1),
+}
+
+
+def report(saved: dict) -> str:
+    """Mean ± sd over every (seed, fold) run of each variant, and the constants over the same folds."""
+    by_variant: dict[str, list[dict]] = {}
+    for run in saved["runs"].values():
+        by_variant.setdefault(run["variant"], []).append(scored(run))
+    rows = []
+    for name, runs in by_variant.items():
+        row = {"variant": name, "runs": len(runs)}
+        for column, (key, scale) in COLUMNS.items():
+            values = [scale * r[key] for r in runs if r[key] is not None]
+            digits = 1 if scale == 100 or key == "train_s" else 3
+            row[column] = (f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+                           if len(values) > 1 else f"{values[0]:.{digits}f}" if values else "–")
+        rows.append(row)
+    constants = [scored(run) for run in saved["runs"].values() if run["variant"] == rows[0]["variant"]] if rows else []
+    if constants:
+        accuracy = [100 * r["const_accuracy"] for r in constants]
+        rmse = [r["const_rmse"] for r in constants]
+        rows.append({"variant": "constant (majority / central count of the training part)", "runs": len(constants),
+                     "accuracy (%)": f"{statistics.mean(accuracy):.1f} ± {statistics.stdev(accuracy):.1f}",
+                     "RMSE argmax": f"{statistics.mean(rmse):.3f} ± {statistics.stdev(rmse):.3f}"})
+    return (f"Data: {saved.get('data')}. Machine: {describe(saved['machine'])} (shared with other work).\n\n"
+            + markdown_table(rows, ["variant", "runs", *COLUMNS]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    (args,) = HfArgumentParser(BenchArguments).parse_args_into_dataclasses(argv)
+    if unknown := [name for name in args.variants if name not in VARIANTS]:
+        fail(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
+    if not args.report_only:
+        if not (Path(args.real) / "labels.csv").is_file():
+            fail(f"the real bins are not at {args.real}")
+        if args.export:
+            export(Path(args.real), Path(args.export), args.split_ratios)
+            return 0
+        torch.set_num_threads(args.threads)
+        run_all(args)
+    output = Path(args.output)
+    if not output.is_file():
+        fail(f"no results at {output} yet")
+    table = report(json.loads(output.read_text()))
+    output.with_suffix(".md").write_text(table + "\n")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
