@@ -132,7 +132,7 @@ def time_stages(model: handler.CountingModel, bodies: list[bytes], iterations: i
         marks = [time.perf_counter()]
         request = handler.parse_request(bodies[step % len(bodies)], "image/jpeg", settings)
         marks.append(time.perf_counter())
-        image = handler.decode_image(request.images[0], "body", model.min_edge)
+        image = handler.decode_image(request.images[0], "body")
         marks.append(time.perf_counter())
         pixel_values = model.processor(images=[image], return_tensors="pt")["pixel_values"]
         marks.append(time.perf_counter())

@@ -1,9 +1,7 @@
-"""Count the items in bin images: the serving hooks for the SageMaker Hugging Face inference toolkit, and the core
-the local server (``inference.serve``) and the CLI share.
-
-This file ships alone as ``code/inference.py`` in ``model.tar.gz``, so it imports nothing from the project, and it
-runs under transformers 4.x (the inference container) as well as 5.x. The toolkit calls ``model_fn`` once, then
-``input_fn`` -> ``predict_fn`` -> ``output_fn`` per request; it never builds its own pipeline (``HF_TASK`` is ignored).
+"""Count the items in bin images: the SageMaker Hugging Face inference toolkit's hooks, and the core that the local
+server (``inference.serve``) and the CLI share. It ships as ``code/inference.py`` in ``model.tar.gz`` with only
+``code/core/`` and ``code/preprocess.py`` beside it, and runs under transformers 4.x (the container) and 5.x. The
+toolkit calls ``model_fn`` once, then ``input_fn`` -> ``predict_fn`` -> ``output_fn`` per request (``HF_TASK`` unused).
 
 Requests
     ``image/jpeg``, ``image/png``, any other ``image/*``, ``application/x-image``, ``application/octet-stream``:
@@ -26,13 +24,11 @@ a list gives a list in the same order::
       "reason": "..."                    # ... only when the model cannot represent the expected quantity
     }
 
-Verify mode: ``match`` when P(expected) >= match threshold (default 0.5: the expected count is then more likely
-than all other counts together, hence the prediction); ``mismatch`` when P(expected) <= mismatch threshold (default
-0.1: at least 90% of the probability says otherwise, so a flag that sends someone to recount a bin is rarely a false
-alarm); ``uncertain`` in between, where the image does not settle it. A "K+" class answers for every expected
-quantity >= K; a quantity the labels cannot represent (0 for a "1".."5" model, 7 for "0".."5") is ``uncertain`` with
-a reason. Defaults come from BINCOUNT_MATCH_THRESHOLD / BINCOUNT_MISMATCH_THRESHOLD on the endpoint, and each
-request may override them in ``parameters``.
+Verify mode: ``match`` when P(expected) >= match threshold (default 0.5: then more likely than all other counts
+together); ``mismatch`` when P(expected) <= mismatch threshold (default 0.1: 90% of the probability says otherwise,
+so a recount is rarely a false alarm); ``uncertain`` in between. A "K+" class answers for every quantity >= K; one the
+labels cannot represent is ``uncertain`` with a reason. Thresholds: the request's ``parameters``, else
+BINCOUNT_MATCH_THRESHOLD / BINCOUNT_MISMATCH_THRESHOLD, else the model folder's ``verify.json``, else 0.5 / 0.1.
 
 Errors are ``{"error": "<one line>"}`` with a 4xx status: 400 bad input (including images that are not JPEG, PNG,
 WebP, BMP, GIF or TIFF, or more than 20:1 elongated), 406 Accept without JSON, 413 too large (body over
@@ -46,7 +42,6 @@ import base64
 import binascii
 import io
 import json
-import math
 import os
 import threading
 from dataclasses import dataclass, field, fields, replace
@@ -58,15 +53,25 @@ import torch
 from PIL import Image
 from transformers import AutoImageProcessor, AutoModelForImageClassification
 
+from core.cli import UserError  # shipped beside this file as code/core/
+from core.labels import class_of, counts_of
+
+try:
+    from inference.preprocess import FastProcessor, fast_processor
+except ImportError:  # in model.tar.gz this file is code/inference.py and the fast path code/preprocess.py
+    from preprocess import FastProcessor, fast_processor
+
 IMAGE_TYPES = ("application/x-image", "application/octet-stream")  # besides image/*
 IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")  # no decoder that runs outside programs (EPS)
 MAX_ASPECT_RATIO = 20  # a resize to the processor's shortest edge would blow a 40000x10 strip up to gigabytes
 JSON_TYPE = "application/json"
 JSON_ACCEPTS = {"*/*", "application/*", JSON_TYPE, "application/jsonlines", "application/x-jsonlines"}
 PARAMETERS = ("expected_quantity", "top_k", "match_threshold", "mismatch_threshold")
+THRESHOLDS = ("match_threshold", "mismatch_threshold")
+VERIFY_FILE = "verify.json"  # {"match": t, "mismatch": t, ...}: the model's own verify thresholds
 
 
-class BadRequest(Exception):
+class BadRequest(UserError):
     """A request the client must fix: its HTTP status and a one-line message that is safe to send back."""
 
     def __init__(self, message: str, status: int = HTTPStatus.BAD_REQUEST):
@@ -78,8 +83,8 @@ class BadRequest(Exception):
         return json.dumps({"error": str(self)})
 
     def carried(self, context: Any) -> BadRequest:
-        """Raise it, except under the toolkit (which passes a context): its handle() would turn the exception into a
-        400 with the exception's text, so there the error travels on as a value and output_fn answers it."""
+        """Raise it, except under the toolkit (which passes a context and would 400 any exception): there it travels
+        on as a value and output_fn answers it."""
         if context is None:
             raise self
         return self
@@ -96,7 +101,8 @@ class Settings:
     mismatch_threshold: float = 0.1
 
     @classmethod
-    def from_env(cls) -> Settings:
+    def from_env(cls, base: Settings | None = None) -> Settings:
+        """``base`` (default: the built-in values) with every BINCOUNT_<NAME> set on the endpoint applied."""
         values = {}
         for f in fields(cls):
             if (text := os.environ.get(f"BINCOUNT_{f.name.upper()}")) is not None:
@@ -105,15 +111,22 @@ class Settings:
                 except ValueError:
                     kind = "an integer" if isinstance(f.default, int) else "a number"
                     raise ValueError(f"BINCOUNT_{f.name.upper()} must be {kind}, got {text!r}") from None
-        return cls(**values)
+        return replace(base, **values) if base else cls(**values)
 
     def __post_init__(self) -> None:
         for name in ("max_body_bytes", "max_images", "max_image_pixels"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if not 0 <= self.mismatch_threshold < self.match_threshold <= 1:
+        for name in THRESHOLDS:
+            if not 0 <= getattr(self, name) <= 1:  # also refuses NaN
+                raise ValueError(f"{name} must be between 0 and 1, got {getattr(self, name)}")
+
+    def checked(self) -> Settings:
+        """These settings, once the two thresholds are known to be in order (they may come from three places)."""
+        if not self.mismatch_threshold < self.match_threshold:
             raise ValueError(f"verify thresholds need 0 <= mismatch_threshold ({self.mismatch_threshold}) < "
                              f"match_threshold ({self.match_threshold}) <= 1")
+        return self
 
 
 @dataclass
@@ -125,24 +138,9 @@ class CountingModel:
     labels: list[str]
     counts: list[int]
     device: torch.device
+    defaults: Settings = field(default_factory=Settings)  # the verify thresholds of verify.json, if any
+    fast: FastProcessor | None = None  # the processor's fast copy, where it reproduces the processor
     lock: threading.Lock = field(default_factory=threading.Lock)  # one forward at a time, whatever the threads
-
-    def class_of(self, quantity: int) -> int | None:
-        """The class that holds ``quantity`` items ("K+" holds K and more), or None when no class does."""
-        for index, (label, count) in enumerate(zip(self.labels, self.counts)):
-            if quantity == count or (label.endswith("+") and quantity > count):
-                return index
-        return None
-
-    @property
-    def min_edge(self) -> int | None:
-        """The image side the processor's resize needs, so JPEG draft decoding never goes below it."""
-        size = self.processor.size or {}
-        edge = max(size.get("height") or 0, size.get("width") or 0, size.get("shortest_edge") or 0)
-        crop_pct = getattr(self.processor, "crop_pct", None)
-        if size.get("shortest_edge") and crop_pct:
-            edge = math.ceil(edge / crop_pct)  # resized to shortest_edge / crop_pct, then center-cropped
-        return edge or None
 
 
 @dataclass
@@ -154,23 +152,36 @@ class Request:
     single: bool  # answer one object rather than a list
     expected: list[int | None]
     top_k: int | None
-    match_threshold: float
-    mismatch_threshold: float
+    match_threshold: float | None = None  # the request's own verify thresholds, if it gave them
+    mismatch_threshold: float | None = None
 
 
 def model_fn(model_dir: str, context: Any = None) -> CountingModel:
     """Hook: load the saved model (safetensors only, no remote code) and processor, on the worker's GPU if any."""
-    Settings.from_env()  # a misconfigured endpoint fails at start-up, not on every request
     gpu = int((getattr(context, "system_properties", None) or {}).get("gpu_id") or 0)
     device = torch.device("cuda", gpu) if torch.cuda.is_available() else torch.device("cpu")
     model = AutoModelForImageClassification.from_pretrained(model_dir, use_safetensors=True, trust_remote_code=False)
     processor = AutoImageProcessor.from_pretrained(model_dir, trust_remote_code=False)
     labels = [model.config.id2label[i] for i in range(len(model.config.id2label))]
+    counts = counts_of(labels)  # ValueError naming the labels unless they are counts like '3' or '5+'
+    defaults = saved_thresholds(model_dir)
+    Settings.from_env(defaults).checked()  # a misconfigured endpoint fails at start-up, not on every request
+    return CountingModel(model.to(device).eval(), processor, labels, counts, device, defaults,
+                         fast_processor(processor))
+
+
+def saved_thresholds(model_dir: str) -> Settings:
+    """The built-in settings with the model's own verify thresholds (verify.json) in place of 0.5 / 0.1."""
+    path = os.path.join(model_dir, VERIFY_FILE)
+    if not os.path.isfile(path):
+        return Settings()
     try:
-        counts = [int(label.rstrip("+")) for label in labels]
-    except ValueError:
-        raise ValueError(f"class names must be counts like '3' or '5+', got {labels}") from None
-    return CountingModel(model.to(device).eval(), processor, labels, counts, device)
+        with open(path) as file:
+            saved = json.load(file)
+        values = {f"{key}_threshold": float(saved[key]) for key in ("match", "mismatch") if key in saved}
+        return replace(Settings(), **values).checked()
+    except (OSError, ValueError, TypeError, AttributeError, RecursionError) as error:
+        raise ValueError(f"{path}: not usable verify thresholds ({error})") from None
 
 
 def input_fn(body: bytes | bytearray | str | None, content_type: str | None, context: Any = None) -> Any:
@@ -179,7 +190,6 @@ def input_fn(body: bytes | bytearray | str | None, content_type: str | None, con
         return parse_request(body, content_type, Settings.from_env())
     except BadRequest as error:
         return error.carried(context)
-
 
 def predict_fn(data: Request | BadRequest, model: CountingModel, context: Any = None) -> Any:
     """Hook: one batched forward pass for every image of the request."""
@@ -218,12 +228,14 @@ def parse_request(body: bytes | bytearray | str | None, content_type: str | None
                          HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
     if media_type != JSON_TYPE:
         image = open_image(body, "body", settings.max_image_pixels)
-        return Request([image], ["body"], True, [None], None, settings.match_threshold, settings.mismatch_threshold)
+        return Request([image], ["body"], True, [None], None)
 
     try:
         document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise BadRequest(f"body is not valid JSON: {error}") from None
+    except RecursionError:
+        raise BadRequest("body is not valid JSON: nested too deeply") from None
+    except ValueError as error:  # also UnicodeDecodeError, and integers longer than Python converts
+        raise BadRequest(f"body is not valid JSON: {' '.join(str(error).split())}") from None
     if not isinstance(document, dict) or "inputs" not in document:
         raise BadRequest('a JSON body is an object {"inputs": ..., "parameters": {...}}')
     if unknown := sorted(set(document) - {"inputs", "parameters"}):
@@ -239,7 +251,8 @@ def parse_request(body: bytes | bytearray | str | None, content_type: str | None
     names = ["inputs"] if single else [f"inputs[{i}]" for i in range(len(encoded))]
     images = [open_image(decode_base64(text, name), name, settings.max_image_pixels)
               for text, name in zip(encoded, names)]
-    return Request(images, names, single, *parse_parameters(document.get("parameters"), len(images), single, settings))
+    expected, top_k, thresholds = parse_parameters(document.get("parameters"), len(images), single)
+    return Request(images, names, single, expected, top_k, **thresholds)
 
 
 def decode_base64(text: Any, name: str) -> bytes:
@@ -271,9 +284,9 @@ def open_image(data: bytes, name: str, max_pixels: int) -> Image.Image:
     return image
 
 
-def parse_parameters(parameters: Any, n_images: int, single: bool, settings: Settings
-                     ) -> tuple[list[int | None], int | None, float, float]:
-    """Check the JSON parameters: (expected quantity per image, top_k, match threshold, mismatch threshold)."""
+def parse_parameters(parameters: Any, n_images: int, single: bool
+                     ) -> tuple[list[int | None], int | None, dict[str, float]]:
+    """Check the JSON parameters: (expected quantity per image, top_k, the request's own verify thresholds)."""
     parameters = {} if parameters is None else parameters
     if not isinstance(parameters, dict):
         raise BadRequest("parameters must be an object")
@@ -294,14 +307,14 @@ def parse_parameters(parameters: Any, n_images: int, single: bool, settings: Set
     if top_k is not None and not (_is_count(top_k) and top_k >= 1):
         raise BadRequest("top_k must be a positive integer")
 
-    thresholds = {name: parameters[name] for name in ("match_threshold", "mismatch_threshold") if name in parameters}
+    thresholds = {name: parameters[name] for name in THRESHOLDS if name in parameters}
     if any(isinstance(value, bool) or not isinstance(value, (int, float)) for value in thresholds.values()):
         raise BadRequest("match_threshold and mismatch_threshold must be numbers")
     try:
-        settings = replace(settings, **thresholds)
+        replace(Settings(), **thresholds)
     except ValueError as error:
         raise BadRequest(str(error)) from None
-    return expected, top_k, settings.match_threshold, settings.mismatch_threshold
+    return expected, top_k, thresholds
 
 
 def _is_count(value: Any) -> bool:
@@ -310,26 +323,61 @@ def _is_count(value: Any) -> bool:
 
 def predict(model: CountingModel, request: Request) -> dict | list[dict]:
     """Decode, pre-process and classify every image of the request in one forward pass."""
-    images = [decode_image(image, name, model.min_edge) for image, name in zip(request.images, request.names)]
-    pixel_values = model.processor(images=images, return_tensors="pt")["pixel_values"]
+    verdicts = thresholds(model, request)  # a crossed pair is refused before any work
+    return answer(model, request, classify(model, prepare(model, request)), verdicts)
+
+
+def prepare(model: CountingModel, request: Request) -> np.ndarray:
+    """The request's images decoded and pre-processed: the float32 batch (N, 3, H, W) the model takes."""
+    return pixel_values(model, [decode_image(image, name) for image, name in zip(request.images, request.names)])
+
+
+def pixel_values(model: CountingModel, images: list[Image.Image]) -> np.ndarray:
+    """The saved processor's output: from its fast copy where that reproduces it, else from the processor."""
+    if model.fast is not None:
+        try:
+            return model.fast(images)
+        except ValueError:  # a crop larger than the resized image, which the processor pads
+            pass
+    return np.asarray(model.processor(images=images, return_tensors="np")["pixel_values"], dtype=np.float32)
+
+
+def classify(model: CountingModel, pixels: np.ndarray) -> np.ndarray:
+    """Class probabilities (N, classes) from one forward pass of the PyTorch model."""
     with model.lock, torch.inference_mode():
-        logits = model.model(pixel_values=pixel_values.to(model.device)).logits
-    probabilities = logits.float().softmax(dim=-1).cpu().numpy()
-    results = [describe(model, p, quantity, request) for p, quantity in zip(probabilities, request.expected)]
+        logits = model.model(pixel_values=torch.from_numpy(pixels).to(model.device)).logits
+    return logits.float().softmax(dim=-1).cpu().numpy()
+
+
+def thresholds(model: CountingModel, request: Request) -> tuple[float, float]:
+    """(match, mismatch) thresholds: the request's, else the endpoint's, else verify.json's, else 0.5 / 0.1."""
+    given = {name: getattr(request, name) for name in THRESHOLDS if getattr(request, name) is not None}
+    try:
+        settings = replace(Settings.from_env(model.defaults), **given).checked()
+    except ValueError as error:
+        raise BadRequest(str(error)) from None
+    return settings.match_threshold, settings.mismatch_threshold
+
+
+def answer(model: CountingModel, request: Request, probabilities: np.ndarray, verdicts: tuple[float, float]
+           ) -> dict | list[dict]:
+    """The request's answer from its images' probabilities (see the module docstring for the schema)."""
+    results = [describe(model, p, quantity, request.top_k, verdicts)
+               for p, quantity in zip(probabilities, request.expected)]
     return results[0] if request.single else results
 
 
-def decode_image(image: Image.Image, name: str, min_edge: int | None) -> Image.Image:
-    """Decode to RGB; a large JPEG decodes at 1/2, 1/4 or 1/8 scale, never below what the processor needs."""
+def decode_image(image: Image.Image, name: str) -> Image.Image:
+    """Decode to RGB at full scale: a reduced-scale JPEG decode (``Image.draft``) is faster, but on real bins it lands
+    up to 0.9 away from the processor's output after normalisation, so answers would no longer be the model's."""
     try:
-        if min_edge and image.format == "JPEG":
-            image.draft("RGB", (min_edge, min_edge))
         return image.convert("RGB")
     except (OSError, SyntaxError, ValueError) as error:
         raise BadRequest(f"{name} is corrupt or truncated ({error})") from None
 
 
-def describe(model: CountingModel, probabilities: np.ndarray, quantity: int | None, request: Request) -> dict:
+def describe(model: CountingModel, probabilities: np.ndarray, quantity: int | None, top_k: int | None,
+             verdicts: tuple[float, float]) -> dict:
     """One image's answer (see the module docstring for the schema)."""
     best = int(probabilities.argmax())
     result: dict[str, Any] = {
@@ -338,19 +386,19 @@ def describe(model: CountingModel, probabilities: np.ndarray, quantity: int | No
         "probabilities": {label: round(float(p), 6) for label, p in zip(model.labels, probabilities)},
         "expected_count": round(float(probabilities @ np.array(model.counts, dtype=np.float64)), 6),
     }
-    if request.top_k is not None:
-        ranked = np.argsort(-probabilities, kind="stable")[: request.top_k]
+    if top_k is not None:
+        ranked = np.argsort(-probabilities, kind="stable")[:top_k]
         result["top_k"] = [{"label": model.labels[i], "count": model.counts[i],
                             "probability": round(float(probabilities[i]), 6)} for i in ranked]
     if quantity is not None:
-        result.update(verify(model, probabilities, quantity, request.match_threshold, request.mismatch_threshold))
+        result.update(verify(model, probabilities, quantity, *verdicts))
     return result
 
 
 def verify(model: CountingModel, probabilities: np.ndarray, quantity: int, match_threshold: float,
            mismatch_threshold: float) -> dict:
     """The verdict on an expected quantity from the probability the bin holds exactly that many."""
-    index = model.class_of(quantity)
+    index = class_of(quantity, model.labels)
     if index is None:
         return {"expected_quantity": quantity, "match_probability": None, "verdict": "uncertain",
                 "reason": f"the model's classes {model.labels} cannot represent {quantity} items"}

@@ -1,36 +1,34 @@
-"""Serve a counting model on this machine with the SageMaker container's HTTP contract, for development and benchmarks.
+"""Serve a counting model over HTTP with the SageMaker container's contract: next to the robots, or for development.
 
-    python -m inference.serve --model runs/model --port 8080
+    python -m inference.serve --model runs/model --port 8080 [--workers 2] [--max_batch_size 8] [--max_wait_ms 5]
 
-``GET /ping`` answers 200 once the model is loaded (the server only listens after that); ``POST /invocations`` takes
-the content types of ``inference.handler`` and answers its JSON. It also answers the SageMaker runtime API's path,
-``POST /endpoints/<name>/invocations``, so an SDK predictor reaches it unchanged with
-``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME=http://127.0.0.1:<port>``. Requests run in threads: images decode and
-pre-process concurrently, while the model's forward pass runs one request at a time (the lock in the loaded model).
-Errors are JSON ``{"error": "<one line>"}`` with a 4xx status (500 for a fault of ours, logged here, never sent).
+uvicorn (HTTP, worker processes, graceful shutdown) runs the Starlette app of ``inference.asgi``: ``GET /ping``,
+``POST /invocations`` (also as ``POST /endpoints/<name>/invocations``, so an SDK predictor reaches it unchanged with
+``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME=http://127.0.0.1:<port>``) and ``GET /metrics``. Images of concurrent requests
+are batched into shared forward passes; the backend defaults to the fastest correct one for the machine (ONNX Runtime
+on a CPU, PyTorch on a GPU; see ``inference.backends``). The port is open only once the model is loaded. SIGTERM
+drains: requests in flight are answered, new ones get 503, then the process exits 0.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import re
+import os
 import signal
+import socket
 import sys
+import tempfile
 import threading
-import time
-from dataclasses import dataclass, field, replace
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
-import torch
+import uvicorn
+from uvicorn.supervisors import Multiprocess
 from transformers import HfArgumentParser
 
-from inference.handler import BadRequest, CountingModel, Settings, encode_response, model_fn, parse_request, predict
+from inference.asgi import JsonErrorsProtocol, Options, create_app, options_env, setup_logging
+from inference.backends import BACKENDS, load_backend
 
-INVOCATIONS = re.compile(r"/invocations|/endpoints/[A-Za-z0-9-]{1,63}/invocations")
 log = logging.getLogger("inference.serve")
 
 
@@ -40,130 +38,127 @@ class ServeArguments:
                                          "preprocessor_config.json)."})
     port: int = field(default=8080, metadata={"help": "TCP port; 0 picks a free one."})
     host: str = field(default="127.0.0.1", metadata={"help": "Address to listen on (0.0.0.0 for other machines)."})
+    workers: int = field(default=1, metadata={
+        "help": "Server processes, each with its own model and batcher (for machines with many cores)."})
+    backend: str = field(default="auto", metadata={
+        "help": f"Forward pass: {', '.join(BACKENDS)} (auto: ONNX Runtime on CPU when installed, else PyTorch)."})
+    max_batch_size: int = field(default=8, metadata={"help": "Most images in one forward pass."})
+    max_wait_ms: float = field(default=5.0, metadata={
+        "help": "Longest wait for more images after the first of a batch (none when no other request is coming)."})
+    max_queue: int = field(default=64, metadata={
+        "help": "Images admitted and waiting, per worker; beyond it requests get 503 with Retry-After."})
     max_body_bytes: int | None = field(default=None, metadata={
         "help": "Answer larger request bodies with 413 (default: $BINCOUNT_MAX_BODY_BYTES, else 16 MiB)."})
     torch_threads: int | None = field(default=None, metadata={
-        "help": "Threads of the model forward (default: torch's choice, one per core). Forwards run one at a time, "
-                "so they should use every core; decoding and pre-processing of other requests overlap with them."})
+        "help": "Threads of each forward pass (default: one per core, divided among the workers)."})
+    body_timeout_s: float = field(default=60.0, metadata={"help": "A body not received in this time gets 408."})
+    drain_timeout_s: float = field(default=30.0, metadata={
+        "help": "On SIGTERM, the longest wait for requests in flight before shutting down."})
 
 
-class InferenceServer(ThreadingHTTPServer):
-    """An HTTP server holding one loaded model; server_close() waits for requests in flight."""
-
-    daemon_threads = False
-    request_queue_size = 128  # many clients may connect at once
-
-    def __init__(self, address: tuple[str, int], model: CountingModel, settings: Settings):
-        self.model = model
-        self.settings = settings
-        super().__init__(address, InvocationHandler)
-
-    def handle_error(self, request, client_address) -> None:
-        log.warning("connection from %s failed: %r", client_address[0], sys.exc_info()[1])
+def worker_options(args: ServeArguments) -> Options:
+    threads = args.torch_threads
+    if threads is None and args.workers > 1:
+        threads = max(1, len(os.sched_getaffinity(0)) // args.workers)
+    return Options(args.model, args.backend, args.max_batch_size, args.max_wait_ms, args.max_queue,
+                   args.max_body_bytes, threads, args.body_timeout_s, args.drain_timeout_s)
 
 
-class InvocationHandler(BaseHTTPRequestHandler):
-    server: InferenceServer
-    timeout = 60  # a client that stalls mid-request cannot hold a thread, or shutdown, for ever
-    default_request_version = "HTTP/1.0"  # so even a malformed request gets a status line (no one speaks HTTP/0.9)
-
-    def handle_one_request(self) -> None:
-        self.started = time.perf_counter()
-        super().handle_one_request()
-
-    def do_GET(self) -> None:
-        if urlsplit(self.path).path == "/ping":
-            self.reply(HTTPStatus.OK, json.dumps({"status": "healthy"}))
-        else:
-            self.send_error(HTTPStatus.NOT_FOUND, f"no such path {self.path!r}")
-
-    def do_POST(self) -> None:
-        try:
-            body = self.read_body()
-            if not INVOCATIONS.fullmatch(urlsplit(self.path).path):
-                self.send_error(HTTPStatus.NOT_FOUND, f"no such path {self.path!r}")
-                return
-            request = parse_request(body, self.headers.get("Content-Type"), self.server.settings)
-            answer = encode_response(predict(self.server.model, request), self.headers.get("Accept"))
-        except BadRequest as error:
-            self.reply(error.status, error.body)
-        except Exception:
-            log.exception("%s %s failed", self.command, self.path)
-            self.send_error(HTTPStatus.INTERNAL_SERVER_ERROR)
-        else:
-            self.reply(HTTPStatus.OK, answer)
-
-    def read_body(self) -> bytes:
-        """The request body; one over the limit is read and dropped, so the client still sees our 413."""
-        if "Content-Length" not in self.headers:
-            raise BadRequest("a Content-Length header is required", HTTPStatus.LENGTH_REQUIRED)
-        try:
-            length = int(self.headers["Content-Length"])
-            if length < 0:
-                raise ValueError
-        except ValueError:
-            raise BadRequest(f"invalid Content-Length {self.headers['Content-Length']!r}") from None
-        limit = self.server.settings.max_body_bytes
-        if length <= limit:
-            return self.rfile.read(length)
-        while length > 0 and (chunk := self.rfile.read(min(length, 2**20))):
-            length -= len(chunk)
-        raise BadRequest(f"body is {self.headers['Content-Length']} bytes, over the limit of {limit}",
-                         HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
-
-    def reply(self, status: int, body: str) -> None:
-        data = body.encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """Every error, the base class's own (bad request line, unsupported method) included, as our JSON."""
-        self.close_connection = True
-        self.reply(code, json.dumps({"error": message or HTTPStatus(code).phrase}))
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        elapsed_ms = (time.perf_counter() - self.started) * 1000
-        path = getattr(self, "path", None)  # unset when the request line itself was bad
-        log.info("%s %s %s %.1f ms", self.command or "-", path or "-", int(code), elapsed_ms)
-
-    def log_message(self, format: str, *args) -> None:
-        log.warning(format, *args)
+def check(args: ServeArguments) -> None:
+    if not Path(args.model).is_dir():
+        raise ValueError(f"model folder {args.model!r} does not exist")
+    if args.backend not in BACKENDS:
+        raise ValueError(f"--backend must be one of {', '.join(BACKENDS)}, got {args.backend!r}")
+    for name in ("workers", "max_batch_size", "max_queue"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name} must be at least 1")
 
 
-def make_server(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8080,
-                settings: Settings | None = None) -> InferenceServer:
-    """Load the model and bind the port (0 picks a free one, see ``server.server_address``); run serve_forever()."""
-    if not Path(model_dir).is_dir():
-        raise FileNotFoundError(f"model folder {str(model_dir)!r} does not exist")
-    return InferenceServer((host, port), model_fn(str(model_dir)), settings or Settings.from_env())
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound once here and shared by every worker process."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def uvicorn_config(app: object, workers: int = 1) -> uvicorn.Config:
+    return uvicorn.Config(app, factory=isinstance(app, str), workers=workers, http=JsonErrorsProtocol,
+                          lifespan="on", log_config=None, access_log=False, timeout_graceful_shutdown=60,
+                          timeout_worker_healthcheck=300,  # a worker imports torch and loads the model first
+                          timeout_keep_alive=15)
+
+
+def serve(args: ServeArguments) -> None:
+    """Run until SIGTERM or SIGINT: in this process, or as a supervisor of ``--workers`` processes."""
+    options = worker_options(args)
+    sock = bind(args.host, args.port)
+    host, port = sock.getsockname()[:2]
+    if args.workers == 1:
+        server = uvicorn.Server(uvicorn_config(create_app(options)))
+        signal.signal(signal.SIGTERM, lambda signum, frame: None)  # uvicorn re-raises it when done: exit 0 then
+        log.info("serving %s on http://%s:%d", args.model, host, port)
+        server.run(sockets=[sock])
+        return
+    with tempfile.TemporaryDirectory(prefix="bincount-metrics-") as metrics_dir:
+        os.environ.update(options_env(options), PROMETHEUS_MULTIPROC_DIR=metrics_dir)
+        log.info("serving %s on http://%s:%d with %d workers", args.model, host, port, args.workers)
+        Multiprocess(uvicorn_config("inference.asgi:app_from_env", args.workers),
+                                         sockets=[sock]).run()
+
+
+def export_once(args: ServeArguments) -> None:
+    """With several workers, export the ONNX model here first, so they do not all export it at once."""
+    if args.workers > 1 and args.backend != "torch":
+        from inference.handler import model_fn
+
+        load_backend(model_fn(args.model), args.model, args.backend)
 
 
 def main(argv: list[str] | None = None) -> None:
     (args,) = HfArgumentParser(ServeArguments).parse_args_into_dataclasses(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    if args.torch_threads:
-        torch.set_num_threads(args.torch_threads)
+    setup_logging()
     try:
-        settings = Settings.from_env()
-        if args.max_body_bytes is not None:
-            settings = replace(settings, max_body_bytes=args.max_body_bytes)
-        server = make_server(args.model, args.host, args.port, settings)
+        check(args)
+        export_once(args)
+        serve(args)
     except (OSError, ValueError) as error:
         sys.exit("error: " + " ".join(str(error).split()))
-
-    def stop(signum: int, frame: object) -> None:
-        threading.Thread(target=server.shutdown).start()  # shutdown() waits for serve_forever(), so not here
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    host, port = server.server_address[:2]
-    log.info("serving %s on http://%s:%d", args.model, host, port)
-    server.serve_forever()
-    server.server_close()
     log.info("stopped")
+
+
+class InProcessServer:
+    """The server in this process, for notebooks and tests: ``serve_forever()`` in a thread, then ``shutdown()``."""
+
+    def __init__(self, options: Options, host: str = "127.0.0.1", port: int = 0):
+        self.socket = bind(host, port)
+        self.server_address = self.socket.getsockname()[:2]
+        self.server = uvicorn.Server(uvicorn_config(create_app(options)))
+        self.stopped = threading.Event()
+
+    def serve_forever(self) -> None:
+        try:
+            self.server.run(sockets=[self.socket])
+        finally:
+            self.stopped.set()
+
+    def shutdown(self) -> None:
+        self.server.should_exit = True
+        self.stopped.wait(timeout=120)
+
+    def server_close(self) -> None:
+        self.socket.close()
+
+
+def make_server(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8080, **options: object
+                ) -> InProcessServer:
+    """Load the model and bind the port (0 picks a free one, see ``server.server_address``); run serve_forever()."""
+    if not Path(model_dir).is_dir():
+        raise FileNotFoundError(f"model folder {str(model_dir)!r} does not exist")
+    return InProcessServer(Options(str(model_dir), **options), host, port)
 
 
 if __name__ == "__main__":

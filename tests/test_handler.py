@@ -6,9 +6,11 @@ import base64
 import io
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -17,6 +19,7 @@ from inference import handler
 from inference.handler import BadRequest, CountingModel
 from tests.conftest import make_tiny_model
 
+JSON = "application/json"
 FIXED = [0.02, 0.03, 0.05, 0.6, 0.25, 0.05]  # what the fixed model answers for any image, classes "0".."5"
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -169,10 +172,9 @@ def test_a_quantity_the_model_cannot_represent_is_uncertain_with_a_reason(tmp_pa
     assert result["count"] >= 1 and result["expected_count"] >= 1
 
 
-def test_large_jpegs_decode_at_reduced_scale_but_never_below_what_the_processor_needs(model):
-    image = handler.open_image(image_bytes(size=(2000, 1600)), "body", 40_000_000)
-    decoded = handler.decode_image(image, "body", model.min_edge)
-    assert model.min_edge <= min(decoded.size) and decoded.size[0] < 2000
+def test_jpegs_decode_at_full_scale(model):
+    image = handler.decode_image(handler.open_image(image_bytes(size=(2000, 1600)), "body", 40_000_000), "body")
+    assert image.size == (2000, 1600) and image.mode == "RGB"
 
 
 def bomb() -> bytes:
@@ -202,6 +204,12 @@ BAD_REQUESTS = {
     "a strip no processor should resize": (image_bytes(size=(2100, 100)), "image/jpeg", 400, "elongated"),
     "decompression bomb": (bomb(), "image/png", 413, "8000x6000"),
     "invalid json": ("{inputs:", "application/json", 400, "not valid JSON"),
+    "json nested 100,000 deep": ("[" * 100_000 + "]" * 100_000, "application/json", 400, "nested too deeply"),
+    "inputs nested 100,000 deep": ('{"inputs": ' + "[" * 100_000 + "]" * 100_000 + "}", "application/json", 400,
+                                   "not valid JSON"),
+    "an integer too long to convert": ('{"inputs": "x", "parameters": {"top_k": ' + "9" * 5000 + "}}",
+                                       "application/json", 400, "not valid JSON"),
+    "json not utf-8": (b'{"inputs": "\xff\xfe"}', "application/json", 400, "not valid JSON"),
     "json without inputs": ('{"parameters": {}}', "application/json", 400, "inputs"),
     "unknown field": ('{"inputs": [], "model": "x"}', "application/json", 400, "model"),
     "empty inputs": (json_body([]), "application/json", 400, "non-empty"),
@@ -216,6 +224,9 @@ BAD_REQUESTS = {
     "top_k zero": (json_body(top_k=0), "application/json", 400, "top_k"),
     "thresholds crossed": (json_body(match_threshold=0.2, mismatch_threshold=0.4), "application/json", 400,
                            "mismatch_threshold"),
+    "threshold under the default mismatch": (json_body(expected_quantity=1, match_threshold=0.05), "application/json",
+                                             400, "mismatch_threshold"),
+    "threshold not a probability": (json_body(match_threshold=1.5), "application/json", 400, "between 0 and 1"),
 }
 
 
@@ -275,3 +286,162 @@ def test_a_misconfigured_endpoint_fails_at_load(tiny_model_dir, monkeypatch):
 def test_labels_must_be_counts(tmp_path):
     with pytest.raises(ValueError, match="counts"):
         handler.model_fn(str(make_tiny_model(tmp_path / "m", labels=["empty", "some", "many"])))
+
+
+def test_verify_thresholds_saved_with_the_model_apply_unless_the_endpoint_or_request_says_otherwise(
+        tmp_path, monkeypatch):
+    folder = make_tiny_model(tmp_path / "m")
+    (folder / "verify.json").write_text(json.dumps({"match": 0.2, "mismatch": 0.01, "target_false_alarm": 0.05}))
+    model = fixed(handler.model_fn(str(folder)), FIXED)
+    image = b64(image_bytes())
+    assert ask_json(model, image, expected_quantity=4)["verdict"] == "match"  # 0.25 >= the saved 0.2
+    assert ask_json(model, image, expected_quantity=0)["verdict"] == "uncertain"  # 0.02 > the saved 0.01
+    monkeypatch.setenv("BINCOUNT_MATCH_THRESHOLD", "0.3")
+    assert ask_json(model, image, expected_quantity=4)["verdict"] == "uncertain"
+    assert ask_json(model, image, expected_quantity=4, match_threshold=0.24)["verdict"] == "match"
+
+
+def test_unusable_saved_verify_thresholds_fail_at_load(tmp_path):
+    folder = make_tiny_model(tmp_path / "m")
+    (folder / "verify.json").write_text(json.dumps({"match": 0.05, "mismatch": 0.1}))
+    with pytest.raises(ValueError, match="verify.json"):
+        handler.model_fn(str(folder))
+
+
+# The pre-processing fast path and the ONNX Runtime backend, against what they replace, on real bins
+
+ABID_REAL = Path(__file__).resolve().parents[2] / "shared" / "abid-real"
+
+
+@pytest.fixture(scope="module")
+def real_jpegs() -> list[bytes]:
+    """Real ABID bins of every size from the development set beside the checkout (skip when it is absent)."""
+    paths = sorted((ABID_REAL / "bucket" / "bin-images").glob("*.jpg"))
+    if not paths:
+        pytest.skip(f"real ABID images not found at {ABID_REAL}")
+    return [path.read_bytes() for path in paths[::4]]
+
+
+def checkpoint_processors() -> dict[str, Any]:
+    """The processors of the checkpoints people fine-tune, with their saved settings."""
+    from transformers import ConvNextImageProcessor, EfficientNetImageProcessor, ViTImageProcessor
+    from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+    imagenet = {"image_mean": IMAGENET_DEFAULT_MEAN, "image_std": IMAGENET_DEFAULT_STD}
+    return {
+        "microsoft/resnet-50": ConvNextImageProcessor(size={"shortest_edge": 224}, crop_pct=0.875, resample=3,
+                                                      **imagenet),
+        "google/vit-base-patch16-224": ViTImageProcessor(size={"height": 224, "width": 224}),
+        "facebook/convnext-base-384": ConvNextImageProcessor(size={"shortest_edge": 384}, resample=3, **imagenet),
+        "google/efficientnet-b0": EfficientNetImageProcessor(size={"height": 224, "width": 224}, resample=0,
+                                                             include_top=False, **imagenet),
+        "efficientnet, centre crop and offset": EfficientNetImageProcessor(
+            size={"height": 256, "width": 256}, do_center_crop=True, crop_size={"height": 224, "width": 224},
+            rescale_offset=True),
+    }
+
+
+@pytest.mark.parametrize("name", list(checkpoint_processors()))
+def test_the_fast_path_gives_the_saved_processors_output_on_real_bins(name, real_jpegs, tmp_path):
+    from transformers import AutoImageProcessor
+
+    from inference.preprocess import fast_processor
+
+    checkpoint_processors()[name].save_pretrained(tmp_path)
+    processor = AutoImageProcessor.from_pretrained(tmp_path)
+    fast = fast_processor(processor)
+    assert fast is not None
+    for data in real_jpegs:
+        image = Image.open(io.BytesIO(data)).convert("RGB")
+        expected = processor(images=[image], return_tensors="np")["pixel_values"]
+        got = fast([image])
+        assert got.dtype == np.float32 and got.shape == expected.shape
+        assert np.abs(got - expected).max() <= 0.02
+
+
+@pytest.mark.parametrize("arch", ["tiny-resnet", "tiny-convnext", "tiny-efficientnet"])
+def test_the_fast_path_predicts_the_same_counts_as_the_processor_on_real_bins(arch, real_jpegs, tmp_path):
+    fast = handler.model_fn(str(make_tiny_model(tmp_path / "m", arch=arch)))
+    assert fast.fast is not None
+    slow = replace(fast, fast=None)
+    request = handler.parse_request(json.dumps({"inputs": [b64(data) for data in real_jpegs]}), JSON,
+                                    handler.Settings())
+    with_fast, with_processor = handler.predict(fast, request), handler.predict(slow, request)
+    assert [r["count"] for r in with_fast] == [r["count"] for r in with_processor]
+    for a, b in zip(with_fast, with_processor):
+        assert a["probabilities"] == pytest.approx(b["probabilities"], abs=1e-4)
+
+
+def test_processors_the_fast_path_does_not_reproduce_fall_back_to_the_processor(tmp_path):
+    from transformers import ConvNextImageProcessor, ViTImageProcessor
+
+    from inference.preprocess import fast_processor
+
+    assert fast_processor(ViTImageProcessor(size={"shortest_edge": 224, "longest_edge": 300})) is None
+    assert fast_processor(ConvNextImageProcessor(size={"shortest_edge": 224}, do_center_crop=True,
+                                                 crop_size={"height": 200, "width": 200})) is None
+    assert fast_processor(object()) is None
+    model = handler.model_fn(str(make_tiny_model(tmp_path / "m", arch="tiny-beit")))
+    assert model.fast is None
+    assert_counts_answer(answer(model, image_bytes(), "image/jpeg"), model)
+
+
+@pytest.fixture(scope="module")
+def onnx_resnet(tiny_model_dir) -> tuple[Path, CountingModel, Any]:
+    """The tiny ResNet with its ONNX export (exported once for this module: the exporter takes seconds)."""
+    from inference.backends import load_backend
+
+    model = handler.model_fn(str(tiny_model_dir))
+    return tiny_model_dir, model, load_backend(model, tiny_model_dir, "auto")
+
+
+@pytest.mark.parametrize("arch", ["tiny-resnet", "tiny-vit"])
+def test_the_onnx_backend_gives_pytorchs_probabilities_on_real_bins(arch, onnx_resnet, real_jpegs, tmp_path):
+    from inference.backends import OnnxBackend, TorchBackend, load_backend
+
+    folder, model, backend = onnx_resnet
+    if arch != "tiny-resnet":
+        folder = make_tiny_model(tmp_path / "m", arch=arch)
+        model = handler.model_fn(str(folder))
+        backend = load_backend(model, folder, "auto")
+    assert isinstance(backend, OnnxBackend) and backend.path.parent == folder / "onnx"
+    request = handler.parse_request(json.dumps({"inputs": [b64(data) for data in real_jpegs]}), JSON,
+                                    handler.Settings())
+    pixels = handler.prepare(model, request)
+    assert model.model.training is False
+    expected = handler.classify(model, pixels)
+    assert np.abs(backend(pixels) - expected).max() <= 1e-4
+    assert np.abs(backend(pixels[:1]) - expected[:1]).max() <= 1e-4  # the batch size is dynamic
+    assert np.abs(TorchBackend(model)(pixels) - expected).max() <= 1e-4  # channels-last
+
+
+def test_the_onnx_export_is_cached_under_a_hash_of_the_weights(onnx_resnet, tmp_path):
+    from inference.backends import load_backend, onnx_path
+
+    folder, model, backend = onnx_resnet
+    stamp = backend.path.stat().st_mtime_ns
+    assert load_backend(model, folder, "onnx").path == backend.path == onnx_path(folder)
+    assert backend.path.stat().st_mtime_ns == stamp  # not exported again
+    other = make_tiny_model(tmp_path / "m", seed=1)
+    assert onnx_path(other).name != backend.path.name  # other weights, another export
+
+
+def test_without_onnx_runtime_or_with_a_failing_export_the_backend_is_pytorch_with_one_warning(
+        tiny_model_dir, monkeypatch, caplog):
+    from inference import backends
+
+    model = handler.model_fn(str(tiny_model_dir))
+    monkeypatch.setattr(backends, "onnxruntime_installed", lambda: False)
+    assert isinstance(backends.load_backend(model, tiny_model_dir, "auto"), backends.TorchBackend)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("exporter exploded")
+
+    monkeypatch.setattr(backends, "export_onnx", broken)
+    with caplog.at_level("WARNING", logger="inference.backends"):
+        backend = backends.load_backend(model, tiny_model_dir, "onnx")
+    assert isinstance(backend, backends.TorchBackend)
+    warnings = [record for record in caplog.records if record.levelname == "WARNING"]
+    assert len(warnings) == 1 and "exporter exploded" in warnings[0].getMessage()
+    assert_counts_answer(handler.describe(model, backend(handler.prepare(model, handler.parse_request(
+        image_bytes(), "image/jpeg", handler.Settings())))[0], None, None, (0.5, 0.1)), model)
