@@ -6,7 +6,7 @@ CONTAINER_VENV := .venv-container
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-all bench bench-gpu venv clean
+.PHONY: demo test test-all bench bench-gpu venv browser clean
 
 # torch goes first and pinned: an unpinned resolve pulls the newest CUDA build and several GB of nvidia packages.
 $(VENV)/.ready: requirements.txt requirements-dev.txt requirements-app.txt
@@ -26,13 +26,21 @@ $(CONTAINER_VENV)/.ready: inference/requirements-container.txt
 
 venv: $(VENV)/.ready $(CONTAINER_VENV)/.ready
 
+# The browser test drives Debian's Chromium (no browser download). As root with apt it is installed here; elsewhere
+# the test skips with a reason.
+browser:
+	@if command -v chromium >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "chromium not installed: the browser test will skip (apt-get install chromium)"; fi
+
 demo: $(VENV)/.ready
 	$(PY) -m demo $(DEMO_ARGS)
 
-test: venv
+test: venv browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-all: venv
+test-all: venv browser
 	$(PY) -m pytest -m "" $(PYTEST_ARGS)
 
 # Benchmarks print Markdown tables and write bench/results/*.json; run them on a quiet machine.
