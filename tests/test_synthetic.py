@@ -11,7 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from PIL import Image, JpegImagePlugin
 
 from data.synthetic import ABID_COUNT_SHARE, bin_id, count_weights, generate, make_bin
 from tests.conftest import ROOT, python_env
@@ -143,3 +143,21 @@ def test_cli_rejects_min_count_above_max_count(tmp_path):
     assert result.returncode != 0
     assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_bins_are_encoded_and_banded_like_abid_photos(dataset, abid_sample):
+    """Same JPEG tables as ABID's (quality 95, 4:2:0); strap strands a few pixels apart, as the real row profiles show;
+    a warm cast on every bin."""
+    from data.realism import strap_spectrum
+
+    with Image.open(abid_sample / "bin-images" / "00001.jpg") as real:
+        tables, sampling = real.quantization, JpegImagePlugin.get_sampling(real)
+    peaks, hues = [], []
+    for path in sorted((dataset / "bin-images").glob("*.jpg"))[:60]:
+        with Image.open(path) as image:
+            assert image.quantization == tables and JpegImagePlugin.get_sampling(image) == sampling
+            spectrum = strap_spectrum(image.convert("L"))
+            peaks.append(int(spectrum[20:].argmax()) + 20)
+            hues.append(statistics.median(image.convert("HSV").resize((32, 24)).getchannel("H").getdata()))
+    assert statistics.median(peaks) in range(40, 110), peaks
+    assert all(5 <= hue <= 40 for hue in hues), hues  # 0-255 scale: orange to yellow
