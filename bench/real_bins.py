@@ -47,6 +47,7 @@ BASE_CONFIG = ROOT / "train" / "configs" / "tiny-resnet"
 NAMES = ["1", "2", "3", "4", "5"]
 DEFAULT_AUG = {"crop_scale": 0.8, "rotation_degrees": 10.0, "color_jitter": 0.2}
 HEAVY_AUG = {"crop_scale": 0.6, "rotation_degrees": 15.0, "color_jitter": 0.4}
+HEAVIER_AUG = {"crop_scale": 0.45, "rotation_degrees": 20.0, "color_jitter": 0.5}
 BASE = {"resolution": 64, "epochs": 20, "lr": 2e-3, "weight_decay": 0.05, "batch_size": 32, "objective": "ce",
         "augment": DEFAULT_AUG, "width": 1.0, "depths": [1, 1, 2, 1]}
 # Every variant differs from BASE in what its name says.
@@ -61,6 +62,10 @@ VARIANTS = {
     "ce-64-40ep": {"epochs": 40},
     "ce-64-wide": {"width": 2.0},
     "ce-64-narrow": {"width": 0.5},
+    "heavier-aug-64": {"augment": HEAVIER_AUG},
+    "ordinal-64-heavy-aug": {"objective": "ordinal", "augment": HEAVY_AUG},
+    "heavy-aug-64-40ep": {"augment": HEAVY_AUG, "epochs": 40},
+    "heavy-aug-96": {"augment": HEAVY_AUG, "resolution": 96},
     "ordinal-48-heavy-aug": {"objective": "ordinal", "resolution": 48, "augment": HEAVY_AUG},
     "ordinal-48-heavy-aug-narrow": {"objective": "ordinal", "resolution": 48, "augment": HEAVY_AUG, "width": 0.5},
 }

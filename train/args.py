@@ -88,6 +88,9 @@ class CountingArguments:
     color_jitter: float = field(default=0.2, metadata={"help": "Brightness/contrast/saturation jitter strength."})
     channels_last: bool | None = field(default=None, metadata={
         "help": "channels_last memory format (default: on for convolutional models on a GPU)."})
+    torch_threads: int | None = field(default=None, metadata={
+        "help": "torch threads of the training process (default: torch's, one per core). 1 is much faster on a "
+                "CPU shared with other work, where spinning threads wait on each other."})
     early_stopping_patience: int | None = field(default=None, metadata={
         "help": "Stop after this many evaluations without improvement of metric_for_best_model."})
 

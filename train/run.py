@@ -108,6 +108,8 @@ def setup(data_args: DataArguments, model_args: ModelArguments, counting: Counti
     training.greater_is_better = not any(part in metric_name for part in ("loss", "rmse", "mae"))
     push_to_hub, training.push_to_hub = training.push_to_hub, False  # pushed by run(), with our card and metrics
     set_seed(training.seed)
+    if counting.torch_threads:
+        torch.set_num_threads(counting.torch_threads)
     logger.info("process %d of %d on %s", training.process_index, training.world_size, training.device)
 
     # Load the dataset; its ClassLabel is the label set
