@@ -2,16 +2,17 @@
 ``input_fn`` -> ``predict_fn`` -> ``output_fn``) against a bare forward pass on an already pre-processed tensor, batch
 1 on CPU, for ResNet-50 and ViT-B/16 built from config (random weights: the weights do not change the cost).
 
-    python -m bench.handler_latency [--iterations 100] [--warmup 10] [--threads N] [--images DIR]
+    python -m bench.handler_latency [--iterations 100] [--warmup 10] [--threads N] [--images DIR | --synthetic]
 
 The two are timed alternately in one loop, so a busy machine slows both alike. The goal is a handler overhead of at
 most 10% at the median; a second table splits the handler's time into its stages (header read, JPEG decode,
-processor, forward, answer as JSON) to show where any overhead goes. Images: synthetic bins at ABID's median size
-(470x350, JPEG quality as the synthetic dataset), or the JPEGs of ``--images``. Prints Markdown tables and writes
+pre-processing (the processor's fast path), forward, answer as JSON) to show where any overhead goes. Images: the
+real ABID JPEGs of ``--images`` (default ``../shared/abid-real``), or with ``--synthetic`` synthetic bins at ABID's
+median size (470x350). Prints Markdown tables and writes
 ``bench/results/handler_latency.json``; the machine (CPU, cores, torch threads, load) is part of both.
 
 Also what the other serving benchmarks share: ``build_model`` (ResNet-50 / ViT-B/16 from config, with their
-checkpoints' processors) and ``abid_jpegs`` (request bodies).
+checkpoints' processors), ``real_jpegs`` and ``abid_jpegs`` (request bodies).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from data.synthetic import JPEG_QUALITY, render_bin, sample_products
 from inference import handler
 
 LABELS = [str(count) for count in range(6)]
+REAL_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "abid-real"
 ABID_MEDIAN_SIZE = (470, 350)
 OVERHEAD_GOAL = 0.10
 
@@ -45,8 +47,8 @@ class LatencyArguments:
     iterations: int = field(default=100, metadata={"help": "Timed requests per model (each timed both ways)."})
     warmup: int = field(default=10, metadata={"help": "Untimed requests first."})
     threads: int | None = field(default=None, metadata={"help": "torch threads (default: torch's own choice)."})
-    images: str | None = field(default=None, metadata={
-        "help": "Folder of JPEGs to send (default: 16 synthetic bins at ABID's median size)."})
+    images: str = field(default=str(REAL_IMAGES), metadata={"help": "Folder of real JPEGs (searched recursively)."})
+    synthetic: bool = field(default=False, metadata={"help": "Send 16 synthetic bins at ABID's median size instead."})
 
 
 # Shared by the benchmarks
@@ -88,6 +90,14 @@ def build_model(name: str, folder: Path, seed: int = 0) -> Path:
     return folder
 
 
+def real_jpegs(folder: str | Path, count: int = 64) -> list[bytes]:
+    """Up to ``count`` real JPEGs from ``folder`` and below, spread over it (sorted, then every n-th)."""
+    paths = sorted(Path(folder).rglob("*.jp*g"))
+    if not paths:
+        fail(f"no JPEGs under {folder} (the real ABID development set; --synthetic uses synthetic bins)")
+    return [path.read_bytes() for path in paths[::max(1, len(paths) // count)][:count]]
+
+
 def abid_jpegs(count: int = 16, folder: str | None = None) -> list[bytes]:
     """JPEG bodies like ABID's: the files of ``folder``, or synthetic bins at the median ABID size."""
     if folder:
@@ -127,20 +137,19 @@ def time_handler_and_forward(model: handler.CountingModel, bodies: list[bytes], 
 def time_stages(model: handler.CountingModel, bodies: list[bytes], iterations: int) -> dict[str, list[float]]:
     """The handler's path (handler.predict's steps) split into stages, each timed."""
     settings = handler.Settings()
-    stages: dict[str, list[float]] = {name: [] for name in ("header", "decode", "processor", "forward", "answer")}
+    stages: dict[str, list[float]] = {name: [] for name in ("header", "decode", "pre-process", "forward", "answer")}
     for step in tqdm(range(iterations), desc="stages", leave=False):
         marks = [time.perf_counter()]
         request = handler.parse_request(bodies[step % len(bodies)], "image/jpeg", settings)
         marks.append(time.perf_counter())
         image = handler.decode_image(request.images[0], "body")
         marks.append(time.perf_counter())
-        pixel_values = model.processor(images=[image], return_tensors="pt")["pixel_values"]
+        pixels = handler.pixel_values(model, [image])
         marks.append(time.perf_counter())
-        with torch.inference_mode():
-            logits = model.model(pixel_values=pixel_values).logits
+        probabilities = handler.classify(model, pixels)
         marks.append(time.perf_counter())
-        probabilities = logits.float().softmax(dim=-1).numpy()
-        handler.encode_response(handler.describe(model, probabilities[0], None, request), None)
+        handler.encode_response(handler.answer(model, request, probabilities, handler.thresholds(model, request)),
+                                None)
         marks.append(time.perf_counter())
         for name, begin, end in zip(stages, marks, marks[1:]):
             stages[name].append(end - begin)
@@ -151,9 +160,7 @@ def main() -> None:
     (args,) = HfArgumentParser(LatencyArguments).parse_args_into_dataclasses()
     if args.threads:
         torch.set_num_threads(args.threads)
-    bodies = abid_jpegs(folder=args.images)
-    if not bodies:
-        fail(f"no JPEGs in {args.images}")
+    bodies = abid_jpegs() if args.synthetic else real_jpegs(args.images)
     sizes = np.array([Image.open(io.BytesIO(body)).size for body in bodies])
     results = {"machine": machine(), "settings": asdict(args), "models": {}, "images": {
         "count": len(bodies), "median_size": np.median(sizes, axis=0).astype(int).tolist(),

@@ -26,6 +26,7 @@ import uvicorn
 from uvicorn.supervisors import Multiprocess
 from transformers import HfArgumentParser
 
+from core.cli import entry_point
 from inference.asgi import JsonErrorsProtocol, Options, create_app, options_env, setup_logging
 from inference.backends import BACKENDS, load_backend
 
@@ -118,15 +119,13 @@ def export_once(args: ServeArguments) -> None:
         load_backend(model_fn(args.model), args.model, args.backend)
 
 
+@entry_point(user_errors=(OSError, ValueError))
 def main(argv: list[str] | None = None) -> None:
     (args,) = HfArgumentParser(ServeArguments).parse_args_into_dataclasses(argv)
     setup_logging()
-    try:
-        check(args)
-        export_once(args)
-        serve(args)
-    except (OSError, ValueError) as error:
-        sys.exit("error: " + " ".join(str(error).split()))
+    check(args)
+    export_once(args)
+    serve(args)
     log.info("stopped")
 
 
@@ -136,18 +135,22 @@ class InProcessServer:
     def __init__(self, options: Options, host: str = "127.0.0.1", port: int = 0):
         self.socket = bind(host, port)
         self.server_address = self.socket.getsockname()[:2]
-        self.server = uvicorn.Server(uvicorn_config(create_app(options)))
+        self.app = create_app(options)  # an ASGI app; wrap it (before serve_forever) to watch the requests
+        self.model = self.app.service.model
+        self.server: uvicorn.Server | None = None
         self.stopped = threading.Event()
 
     def serve_forever(self) -> None:
+        self.server = uvicorn.Server(uvicorn_config(self.app))
         try:
             self.server.run(sockets=[self.socket])
         finally:
             self.stopped.set()
 
     def shutdown(self) -> None:
-        self.server.should_exit = True
-        self.stopped.wait(timeout=120)
+        if self.server is not None:
+            self.server.should_exit = True
+            self.stopped.wait(timeout=120)
 
     def server_close(self) -> None:
         self.socket.close()
@@ -162,4 +165,4 @@ def make_server(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8080
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -392,7 +392,7 @@ def onnx_resnet(tiny_model_dir) -> tuple[Path, CountingModel, Any]:
     from inference.backends import load_backend
 
     model = handler.model_fn(str(tiny_model_dir))
-    return tiny_model_dir, model, load_backend(model, tiny_model_dir, "auto")
+    return tiny_model_dir, model, load_backend(model, tiny_model_dir, "onnx")
 
 
 @pytest.mark.parametrize("arch", ["tiny-resnet", "tiny-vit"])
@@ -403,7 +403,7 @@ def test_the_onnx_backend_gives_pytorchs_probabilities_on_real_bins(arch, onnx_r
     if arch != "tiny-resnet":
         folder = make_tiny_model(tmp_path / "m", arch=arch)
         model = handler.model_fn(str(folder))
-        backend = load_backend(model, folder, "auto")
+        backend = load_backend(model, folder, "onnx")
     assert isinstance(backend, OnnxBackend) and backend.path.parent == folder / "onnx"
     request = handler.parse_request(json.dumps({"inputs": [b64(data) for data in real_jpegs]}), JSON,
                                     handler.Settings())
@@ -431,6 +431,9 @@ def test_without_onnx_runtime_or_with_a_failing_export_the_backend_is_pytorch_wi
     from inference import backends
 
     model = handler.model_fn(str(tiny_model_dir))
+    pixels = backends.sample_pixels(model)
+    fastest = backends.load_backend(model, tiny_model_dir, "auto")  # whichever ran the sample faster here
+    assert np.abs(fastest(pixels) - handler.classify(model, pixels)).max() <= 1e-4
     monkeypatch.setattr(backends, "onnxruntime_installed", lambda: False)
     assert isinstance(backends.load_backend(model, tiny_model_dir, "auto"), backends.TorchBackend)
 
