@@ -321,10 +321,12 @@ def _is_count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def predict(model: CountingModel, request: Request) -> dict | list[dict]:
-    """Decode, pre-process and classify every image of the request in one forward pass."""
+def predict(model: CountingModel, request: Request, forward: Any = None) -> dict | list[dict]:
+    """Decode, pre-process and classify every image of the request in one forward pass (of ``forward``, pixels to
+    probabilities, when given: another backend)."""
     verdicts = thresholds(model, request)  # a crossed pair is refused before any work
-    return answer(model, request, classify(model, prepare(model, request)), verdicts)
+    pixels = prepare(model, request)
+    return answer(model, request, forward(pixels) if forward else classify(model, pixels), verdicts)
 
 
 def prepare(model: CountingModel, request: Request) -> np.ndarray:

@@ -35,6 +35,7 @@ from core import storage
 from core.cli import UserError, entry_point
 from data.abid import METADATA_MISSING, READ_FAILED, BadRecord, parse_metadata
 from inference import handler
+from inference.backends import load_backend
 from inference.handler import BadRequest, CountingModel, Settings
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
@@ -58,6 +59,9 @@ class PredictArguments:
         "help": "Verify: 'mismatch' when P(expected quantity) <= this (default: $BINCOUNT_MISMATCH_THRESHOLD, "
                 "else 0.1)."})
     workers: int = field(default=16, metadata={"help": "Reads in flight (files or S3 objects)."})
+    backend: str = field(default="auto", metadata={
+        "help": "Forward pass: auto (the fastest correct one here), torch or onnx (ONNX Runtime on CPU, exported "
+                "once next to the model); see inference.backends."})
 
 
 # Find the images
@@ -115,7 +119,7 @@ def read_metadata(location: str, ids: set[str], read: Callable[[str], bytes], wo
 # Predict
 
 def predict_images(model: CountingModel, contents: Iterable[tuple[str, bytes | Exception]], batch_size: int,
-                   expected: dict[str, int], settings: Settings) -> Iterator[dict]:
+                   expected: dict[str, int], settings: Settings, forward: Callable | None = None) -> Iterator[dict]:
     """One row per image, in order: one forward pass per batch of the images that decode, an error for the rest."""
     contents = iter(contents)
     while batch := list(islice(contents, batch_size)):
@@ -135,7 +139,7 @@ def predict_images(model: CountingModel, contents: Iterable[tuple[str, bytes | E
                 images=[image for _, image in good], names=[row["path"] for row, _ in good], single=False,
                 expected=[expected.get(row["id"]) for row, _ in good], top_k=None,
                 match_threshold=settings.match_threshold, mismatch_threshold=settings.mismatch_threshold)
-            for (row, _), answer in zip(good, handler.predict(model, request)):
+            for (row, _), answer in zip(good, handler.predict(model, request, forward)):
                 row.update(answer)
         yield from rows
 
@@ -215,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
             expected, unverified = read_metadata(args.metadata, {image_id(loc) for loc in locations}, read,
                                                  args.workers)
         model = handler.model_fn(args.model)
+        forward = load_backend(model, args.model, args.backend)
     except (OSError, ValueError) as error:  # a missing file, a bad option or model: the user's to fix
         raise UserError(str(error)) from None
 
@@ -224,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     verify = bool(args.expected or args.metadata)
     with ResultWriter(args.output, model.labels, verify) as writer, \
             tqdm(total=len(locations), unit="img", desc="counting") as progress:
-        for row in predict_images(model, contents, args.batch_size, expected, settings):
+        for row in predict_images(model, contents, args.batch_size, expected, settings, forward):
             writer.write(row)
             errors += "error" in row
             verdicts.update([row["verdict"]] if "verdict" in row else [])

@@ -448,3 +448,22 @@ def test_without_onnx_runtime_or_with_a_failing_export_the_backend_is_pytorch_wi
     assert len(warnings) == 1 and "exporter exploded" in warnings[0].getMessage()
     assert_counts_answer(handler.describe(model, backend(handler.prepare(model, handler.parse_request(
         image_bytes(), "image/jpeg", handler.Settings())))[0], None, None, (0.5, 0.1)), model)
+
+
+def test_the_batch_cli_counts_the_same_with_the_onnx_backend(onnx_resnet, real_jpegs, tmp_path):
+    from inference import predict
+
+    folder, _, _ = onnx_resnet
+    images = tmp_path / "bins"
+    images.mkdir()
+    for index, data in enumerate(real_jpegs[:6]):
+        (images / f"{index:05d}.jpg").write_bytes(data)
+    rows = {}
+    for backend in ("torch", "onnx"):
+        out = tmp_path / f"{backend}.jsonl"
+        assert predict.main(["--model", str(folder), str(images), "--output", str(out), "--backend", backend]) == 0
+        rows[backend] = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["count"] for r in rows["onnx"]] == [r["count"] for r in rows["torch"]] and len(rows["onnx"]) == 6
+    for a, b in zip(rows["onnx"], rows["torch"]):
+        assert a["probabilities"] == pytest.approx(b["probabilities"], abs=1e-4)
+    assert predict.main(["--model", str(folder), str(images), "--backend", "tensorrt"]) == 2
