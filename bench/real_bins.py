@@ -21,6 +21,7 @@ Results are saved after every run (bench/results/real_bins.json) and a restarted
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import random
@@ -124,10 +125,10 @@ def build_pool(real: Path, work: Path) -> tuple[list, np.ndarray, list[str]]:
     return images, np.asarray(pool["label"]), list(pool["image_id"])
 
 
-def make_model(variant: dict) -> torch.nn.Module:
+def make_model(variant: dict, names: list[str] = NAMES) -> torch.nn.Module:
     """The base config (train/configs/tiny-resnet) with the variant's width and depths, from scratch."""
-    config = AutoConfig.from_pretrained(BASE_CONFIG, id2label=dict(enumerate(NAMES)),
-                                        label2id={n: i for i, n in enumerate(NAMES)})
+    config = AutoConfig.from_pretrained(BASE_CONFIG, id2label=dict(enumerate(names)),
+                                        label2id={n: i for i, n in enumerate(names)})
     config.embedding_size = round(config.embedding_size * variant["width"])
     config.hidden_sizes = [round(size * variant["width"]) for size in config.hidden_sizes]
     config.depths = list(variant["depths"])
@@ -152,8 +153,8 @@ def to_tensor(images: list, resolution: int) -> torch.Tensor:
     return (torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2) / 255 - 0.5) / 0.5
 
 
-def loss_of(variant: dict) -> CountingLoss:
-    counts = [int(name) for name in NAMES]
+def loss_of(variant: dict, names: list[str] = NAMES) -> CountingLoss:
+    counts = [int(name) for name in names]
     if variant["objective"] == "ordinal":
         return CountingLoss(counts, neighbour_mass=variant.get("neighbour_mass", 0.4))
     if variant["objective"] == "count_aware":
@@ -161,11 +162,13 @@ def loss_of(variant: dict) -> CountingLoss:
     return CountingLoss(counts)
 
 
-def train(variant: dict, images: list, labels: np.ndarray, ids: list[str], seed: int) -> torch.nn.Module:
-    """AdamW, cosine schedule with 10% warm-up, augmentation seeded by (seed, epoch, image id) as in train.run."""
+def train(variant: dict, images: list, labels: np.ndarray, ids: list[str], seed: int,
+          init: torch.nn.Module | None = None, names: list[str] = NAMES) -> torch.nn.Module:
+    """AdamW, cosine schedule with 10% warm-up, augmentation seeded by (seed, epoch, image id) as in train.run;
+    from ``init``'s weights (fine-tuning) or from scratch."""
     set_seed(seed)
-    model = make_model(variant).train()
-    loss = loss_of(variant)
+    model = (copy.deepcopy(init) if init is not None else make_model(variant, names)).train()
+    loss = loss_of(variant, names)
     steps = variant["epochs"] * math.ceil(len(images) / variant["batch_size"])
     optimizer = torch.optim.AdamW(model.parameters(), lr=variant["lr"], weight_decay=variant["weight_decay"])
     schedule = get_cosine_schedule_with_warmup(optimizer, round(0.1 * steps), steps)

@@ -1,0 +1,230 @@
+"""How far synthetic bins carry to real ones, measured on ../shared/abid-real's 962 bins with 1-5 items.
+
+    python -m bench.transfer [--seeds 0 1] [--folds 3] [--synthetic_images 3000] [--resolution 64] [--threads 1]
+    python -m bench.transfer --report_only    # the tables from the runs saved so far
+
+1. Synthetic only: the demo's recipe (tiny-resnet from scratch, 15 epochs, learning rate 2e-3, batch 32, the default
+   augmentation; 0-5 items as six classes) trained on synthetic bins, tested on every real bin: accuracy, RMSE,
+   expected-count RMSE and verify's false alarms on true records (P(recorded count) <= 0.1, the handler's default
+   mismatch threshold), next to the constant answer 3 and the class prior (ABID's balance, which raises no alarm).
+2. Pre-training: the same model pre-trained on the synthetic bins (1-5 items, five classes), then fine-tuned on real
+   bins, against the model trained on real bins only, on the same stratified folds and seeds as bench.real_bins,
+   with the same training loop (bench.real_bins.train) and the same scoring (bench.real_bins.scored).
+
+Training runs at ``--resolution`` (64 px: a shared 2-core CPU) on one thread. Results are saved after every run to
+bench/results/transfer.json (logits included) and a restarted bench skips finished runs; pre-trained weights are kept
+in bench/results/transfer/ as safetensors.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from safetensors.torch import load_file, save_file
+from transformers import HfArgumentParser
+
+from bench import real_bins
+from bench.report import RESULTS, describe, fail, machine, markdown_table
+from data.synthetic import generate
+
+SYNTHETIC_NAMES = [str(k) for k in range(6)]
+MISMATCH_THRESHOLD = 0.1  # inference/handler.py's default
+ABID_SHARE = np.array([0.0268, 0.1137, 0.2115, 0.2484, 0.2235, 0.1760])  # data.synthetic.ABID_COUNT_SHARE
+DEMO = real_bins.BASE | {"epochs": 15, "lr": 2e-3, "batch_size": 32}
+
+
+@dataclass
+class TransferArguments:
+    real: str = field(default=str(real_bins.REAL), metadata={"help": "The abid-real folder."})
+    seeds: list[int] = field(default_factory=lambda: [0, 1], metadata={"help": "Training seeds."})
+    folds: int = field(default=3, metadata={"help": "Cross-validation folds for pre-training vs real only."})
+    synthetic_images: int = field(default=3000, metadata={"help": "Synthetic bins (the demo's default number)."})
+    resolution: int = field(default=64, metadata={"help": "Training resolution (the demo's processor uses 128)."})
+    demo_epochs: int = field(default=15, metadata={"help": "Epochs of the synthetic-only (demo recipe) model."})
+    pretrain_epochs: int = field(default=10, metadata={"help": "Epochs of synthetic pre-training."})
+    finetune_epochs: int = field(default=20, metadata={"help": "Epochs on real bins (bench.real_bins' ce-64)."})
+    parts: list[str] = field(default_factory=lambda: ["synthetic-only", "pretrain"], metadata={
+        "help": "Which parts to run: synthetic-only, pretrain."})
+    threads: int = field(default=1, metadata={"help": "torch threads (the CPU is usually shared)."})
+    output: str = field(default=str(RESULTS / "transfer.json"), metadata={"help": "Resumable results file."})
+    report_only: bool = field(default=False, metadata={"help": "Print the tables of the runs saved so far."})
+
+
+def synthetic_bins(folder: Path, count: int, resolution: int) -> tuple[list, np.ndarray, list[str]]:
+    """(images shrunk for training, counts, ids) of ``count`` synthetic bins, generated once into ``folder``."""
+    generate(folder, count, seed=0)
+    images, labels, ids = [], [], []
+    for path in sorted((folder / "bin-images").glob("*.jpg"))[:count]:
+        with Image.open(path) as image:
+            image.draft("RGB", (2 * resolution, 2 * resolution))
+            images.append(image.convert("RGB"))
+        labels.append(json.loads((folder / "metadata" / f"{path.stem}.json").read_text())["EXPECTED_QUANTITY"])
+        ids.append(path.stem)
+    return real_bins.shrink(images, resolution), np.asarray(labels), ids
+
+
+def synthetic_only(run: dict) -> dict[str, float]:
+    """The six-class model's figures on real bins with 1-5 items, and the constant and prior baselines'."""
+    counts = np.arange(6)
+    truth = np.asarray(run["test_counts"])
+    logits = np.asarray(run["test_logits"])
+    probabilities = np.exp(logits - logits.max(1, keepdims=True))
+    probabilities /= probabilities.sum(1, keepdims=True)
+    predicted, expected = counts[logits.argmax(1)], probabilities @ counts
+    prior_mean = float(ABID_SHARE @ counts)
+    return {"accuracy": float(np.mean(predicted == truth)), "rmse": _rmse(predicted - truth),
+            "rmse_expected": _rmse(expected - truth),
+            "false_alarm": float(np.mean(probabilities[np.arange(len(truth)), truth] <= MISMATCH_THRESHOLD)),
+            "predicted_share": np.bincount(predicted, minlength=6).tolist(),
+            "const3_accuracy": float(np.mean(truth == 3)), "const3_rmse": _rmse(3 - truth),
+            "prior_rmse_expected": _rmse(prior_mean - truth),
+            "prior_false_alarm": float(np.mean(ABID_SHARE[truth] <= MISMATCH_THRESHOLD)), "train_s": run["train_s"]}
+
+
+def _rmse(errors: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(errors, dtype=np.float64))))
+
+
+def save(saved: dict, output: Path) -> None:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(saved))
+
+
+def run_synthetic_only(args: TransferArguments, saved: dict, synthetic, real) -> None:
+    images, labels, ids = synthetic
+    variant = DEMO | {"resolution": args.resolution, "epochs": args.demo_epochs}
+    for seed in args.seeds:
+        key = f"synthetic-only/seed{seed}"
+        if key in saved["runs"]:
+            continue
+        started = time.time()
+        model = real_bins.train(variant, images, labels, ids, seed, names=SYNTHETIC_NAMES)
+        saved["runs"][key] = {"part": "synthetic-only", "seed": seed, "settings": variant,
+                              "train_s": round(time.time() - started, 1), "test_counts": (real[1] + 1).tolist(),
+                              "test_logits": real_bins.logits_of(model, real[0], args.resolution)}
+        save(saved, Path(args.output))
+        print(f"{key}: {saved['runs'][key]['train_s']:.0f} s", flush=True)
+
+
+def pretrained(args: TransferArguments, synthetic, seed: int) -> torch.nn.Module:
+    """The five-class model pre-trained on the synthetic bins with 1-5 items (cached as safetensors)."""
+    variant = real_bins.BASE | {"resolution": args.resolution, "epochs": args.pretrain_epochs}
+    path = Path(args.output).with_suffix("") / f"pretrained-seed{seed}-{args.resolution}px.safetensors"
+    model = real_bins.make_model(variant)
+    if path.is_file():
+        model.load_state_dict(load_file(str(path)))
+        return model
+    images, labels, ids = synthetic
+    keep = np.flatnonzero(labels >= 1)
+    model = real_bins.train(variant, [images[i] for i in keep], labels[keep] - 1, [ids[i] for i in keep], seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    return model
+
+
+def run_pretrain(args: TransferArguments, saved: dict, synthetic, real) -> None:
+    """Fine-tuned from synthetic pre-training vs real only, same folds, seeds and loop."""
+    images, labels, ids = real
+    variant = real_bins.BASE | {"resolution": args.resolution, "epochs": args.finetune_epochs}
+    for seed in args.seeds:
+        init = None
+        for fold, (fit, validation, test) in enumerate(real_bins.folds_of(labels, args.folds, seed)):
+            for arm in ("real-only", "pretrained+real"):
+                key = f"{arm}/seed{seed}/fold{fold}of{args.folds}"
+                if key in saved["runs"]:
+                    continue
+                if arm == "pretrained+real" and init is None:
+                    init = pretrained(args, synthetic, seed)
+                started = time.time()
+                model = real_bins.train(variant, [images[i] for i in fit], labels[fit], [ids[i] for i in fit], seed,
+                                        init=init if arm == "pretrained+real" else None)
+                held = [images[i] for i in test]
+                saved["runs"][key] = {
+                    "part": "pretrain", "variant": arm, "seed": seed, "fold": fold, "settings": variant,
+                    "train_s": round(time.time() - started, 1), "fit_labels": labels[fit].tolist(),
+                    "validation_labels": labels[validation].tolist(), "test_labels": labels[test].tolist(),
+                    "validation_logits": real_bins.logits_of(model, [images[i] for i in validation], args.resolution),
+                    "test_logits": real_bins.logits_of(model, held, args.resolution),
+                    "test_flip_logits": real_bins.logits_of(model, held, args.resolution, flip=True)}
+                save(saved, Path(args.output))
+                print(f"{key}: {saved['runs'][key]['train_s']:.0f} s", flush=True)
+
+
+def mean_sd(values: list[float], scale: float) -> str:
+    mean = float(np.mean(values)) * scale
+    return f"{mean:.1f} ± {float(np.std(values)) * scale:.1f}" if scale == 100 else \
+        f"{mean:.3f} ± {float(np.std(values)) * scale:.3f}"
+
+
+def report(saved: dict) -> str:
+    """The two tables: synthetic only vs the constants; pre-trained vs real only (mean ± sd over seeds and folds)."""
+    rows = [synthetic_only(run) for run in saved["runs"].values() if run["part"] == "synthetic-only"]
+    text = [f"Data: {saved.get('data', '?')}. Machine: {describe(saved['machine'])}." if "machine" in saved else ""]
+    if rows:
+        table = [{"model": f"synthetic only (demo recipe, {len(rows)} seeds)",
+                  "accuracy (%)": mean_sd([r["accuracy"] for r in rows], 100),
+                  "RMSE": mean_sd([r["rmse"] for r in rows], 1),
+                  "expected-count RMSE": mean_sd([r["rmse_expected"] for r in rows], 1),
+                  "true records called mismatch (%)": mean_sd([r["false_alarm"] for r in rows], 100)},
+                 {"model": "constant 3", "accuracy (%)": f"{100 * rows[0]['const3_accuracy']:.1f}",
+                  "RMSE": f"{rows[0]['const3_rmse']:.3f}"},
+                 {"model": "class prior (ABID's balance)", "expected-count RMSE": f"{rows[0]['prior_rmse_expected']:.3f}",
+                  "true records called mismatch (%)": f"{100 * rows[0]['prior_false_alarm']:.1f}"}]
+        text += ["", markdown_table(table)]
+    by_arm: dict[str, list[dict]] = {}
+    for run in saved["runs"].values():
+        if run["part"] == "pretrain":
+            by_arm.setdefault(run["variant"], []).append(real_bins.scored(run))
+    if by_arm:
+        table = []
+        for arm, scores in by_arm.items():
+            table.append({"model": arm, "runs": len(scores),
+                          **{column: mean_sd([s[key] for s in scores], scale) for column, (key, scale) in
+                             list(real_bins.COLUMNS.items())[:3] + [("audit false alarms (%)",
+                                                                     ("audit_false_alarm", 100))]}})
+        constants = next(iter(by_arm.values()))
+        table.append({"model": "constant (training part's majority / central count)", "runs": len(constants),
+                      "accuracy (%)": mean_sd([s["const_accuracy"] for s in constants], 100),
+                      "RMSE argmax": mean_sd([s["const_rmse"] for s in constants], 1)})
+        text += ["", markdown_table(table)]
+    return "\n".join(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    (args,) = HfArgumentParser(TransferArguments).parse_args_into_dataclasses(argv)
+    output = Path(args.output)
+    saved = json.loads(output.read_text()) if output.is_file() else {"runs": {}}
+    if args.report_only:
+        print(report(saved))
+        return 0
+    if not (Path(args.real) / "bucket").is_dir():
+        fail(f"no real bins at {args.real} (expected the abid-real layout: bucket/ and folders/)")
+    unknown = set(args.parts) - {"synthetic-only", "pretrain"}
+    if unknown:
+        fail(f"unknown --parts {sorted(unknown)}: choose from synthetic-only, pretrain")
+    torch.set_num_threads(args.threads)
+    work = output.with_suffix("")
+    stored, labels, ids = real_bins.build_pool(Path(args.real), work / "real")
+    real = (real_bins.shrink(stored, args.resolution), labels, ids)
+    synthetic = synthetic_bins(work / "synthetic", args.synthetic_images, args.resolution)
+    saved["machine"] = machine()
+    saved["data"] = (f"{len(labels)} real bins with 1-5 items from {args.real} (pooled layouts); "
+                     f"{args.synthetic_images} synthetic bins (data.synthetic, seed 0); {args.resolution} px")
+    if "synthetic-only" in args.parts:
+        run_synthetic_only(args, saved, synthetic, real)
+    if "pretrain" in args.parts:
+        run_pretrain(args, saved, synthetic, real)
+    print(report(saved))
+    (output.with_suffix(".md")).write_text(report(saved) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""bench.transfer's code path on a tiny run: synthetic-only scoring against the constants, pre-training then
+fine-tuning against real-only on the same folds, resumption; real bins are stood in for by synthetic ones laid out
+like ../shared/abid-real (bucket/ and folders/<count>/)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from bench import transfer
+from data.synthetic import generate
+
+
+@pytest.fixture(scope="module")
+def real_like(tmp_path_factory):
+    root = tmp_path_factory.mktemp("abid-real-like")
+    generate(root / "bucket", 20, seed=5, min_count=1)
+    generate(root / "raw", 30, seed=6, min_count=1)
+    for image in sorted((root / "raw" / "bin-images").glob("*.jpg")):
+        count = json.loads((root / "raw" / "metadata" / f"{image.stem}.json").read_text())["EXPECTED_QUANTITY"]
+        (root / "folders" / str(count)).mkdir(parents=True, exist_ok=True)
+        shutil.copy(image, root / "folders" / str(count) / f"f{image.name}")
+    shutil.rmtree(root / "raw")
+    return root
+
+
+def test_tiny_transfer_run_scores_every_arm_and_resumes(real_like, tmp_path, capsys, one_torch_thread):
+    output = tmp_path / "transfer.json"
+    argv = ["--real", str(real_like), "--seeds", "0", "--folds", "2", "--synthetic_images", "24", "--resolution", "16",
+            "--demo_epochs", "1", "--pretrain_epochs", "1", "--finetune_epochs", "1", "--output", str(output)]
+    assert transfer.main(argv) == 0
+    saved = json.loads(output.read_text())
+    assert sorted(saved["runs"]) == ["pretrained+real/seed0/fold0of2", "pretrained+real/seed0/fold1of2",
+                                     "real-only/seed0/fold0of2", "real-only/seed0/fold1of2", "synthetic-only/seed0"]
+    run = saved["runs"]["synthetic-only/seed0"]
+    assert len(run["test_logits"]) == len(run["test_counts"]) == 50 and len(run["test_logits"][0]) == 6
+    scores = transfer.synthetic_only(run)
+    for key in ("accuracy", "false_alarm", "const3_accuracy", "prior_false_alarm"):
+        assert 0 <= scores[key] <= 1, key
+    counts = np.asarray(run["test_counts"])
+    assert scores["const3_accuracy"] == pytest.approx(np.mean(counts == 3))
+    assert sum(scores["predicted_share"]) == 50
+    held = [saved["runs"][f"real-only/seed0/fold{k}of2"]["test_labels"] for k in range(2)]
+    assert sorted(held[0] + held[1]) == sorted(np.asarray(counts) - 1)  # every real bin held out exactly once
+    assert list((tmp_path / "transfer").glob("pretrained-seed0-16px.safetensors"))
+    text = capsys.readouterr().out
+    assert "| synthetic only (demo recipe, 1 seeds) |" in text and "| pretrained+real | 2 |" in text
+    assert "| constant 3 |" in text and (tmp_path / "transfer.md").read_text().strip() in text
+
+    before = output.read_text()
+    assert transfer.main(argv) == 0  # resumed: nothing left to train, nothing changes
+    assert json.loads(output.read_text())["runs"] == json.loads(before)["runs"]
+    assert ": " not in capsys.readouterr().out.split("Data:")[0]  # no "<run>: N s" lines
+
+
+def test_report_only_and_bad_parts(tmp_path, capsys):
+    assert transfer.main(["--report_only", "--output", str(tmp_path / "none.json")]) == 0
+    with pytest.raises(SystemExit) as done:
+        transfer.main(["--real", str(tmp_path), "--output", str(tmp_path / "x.json")])
+    assert done.value.code == 2 and "error: no real bins" in capsys.readouterr().err
