@@ -7,13 +7,13 @@
    augmentation; 0-5 items as six classes) trained on synthetic bins, tested on every real bin: accuracy, RMSE,
    expected-count RMSE and verify's false alarms on true records (P(recorded count) <= 0.1, the handler's default
    mismatch threshold), next to the constant answer 3 and the class prior (ABID's balance, which raises no alarm).
-2. Pre-training: the same model pre-trained on the synthetic bins (1-5 items, five classes), then fine-tuned on real
-   bins, against the model trained on real bins only, on the same stratified folds and seeds as bench.real_bins,
+2. Pre-training: that synthetic-only model, re-headed to 1-5 items (its head without the row for 0), fine-tuned on
+   real bins, against the model trained on real bins only, on the same stratified folds and seeds as bench.real_bins,
    with the same training loop (bench.real_bins.train) and the same scoring (bench.real_bins.scored).
 
 Training runs at ``--resolution`` (64 px: a shared 2-core CPU) on one thread. Results are saved after every run to
 bench/results/transfer.json (logits included) and a restarted bench skips finished runs; pre-trained weights are kept
-in bench/results/transfer/ as safetensors.
+in bench/results/transfer/ as safetensors (the synthetic-only models, which are the pre-trained ones).
 """
 
 from __future__ import annotations
@@ -48,10 +48,9 @@ class TransferArguments:
     synthetic_images: int = field(default=3000, metadata={"help": "Synthetic bins (the demo's default number)."})
     resolution: int = field(default=64, metadata={"help": "Training resolution (the demo's processor uses 128)."})
     demo_epochs: int = field(default=15, metadata={"help": "Epochs of the synthetic-only (demo recipe) model."})
-    pretrain_epochs: int = field(default=10, metadata={"help": "Epochs of synthetic pre-training."})
     finetune_epochs: int = field(default=20, metadata={"help": "Epochs on real bins (bench.real_bins' ce-64)."})
     parts: list[str] = field(default_factory=lambda: ["synthetic-only", "pretrain"], metadata={
-        "help": "Which parts to run: synthetic-only, pretrain."})
+        "help": "Which parts to run: synthetic-only, pretrain (which needs the synthetic-only model)."})
     threads: int = field(default=1, metadata={"help": "torch threads (the CPU is usually shared)."})
     output: str = field(default=str(RESULTS / "transfer.json"), metadata={"help": "Resumable results file."})
     report_only: bool = field(default=False, metadata={"help": "Print the tables of the runs saved so far."})
@@ -106,6 +105,8 @@ def run_synthetic_only(args: TransferArguments, saved: dict, synthetic, real) ->
             continue
         started = time.time()
         model = real_bins.train(variant, images, labels, ids, seed, names=SYNTHETIC_NAMES)
+        weights_path(args, seed).parent.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights_path(args, seed)))
         saved["runs"][key] = {"part": "synthetic-only", "seed": seed, "settings": variant,
                               "train_s": round(time.time() - started, 1), "test_counts": (real[1] + 1).tolist(),
                               "test_logits": real_bins.logits_of(model, real[0], args.resolution)}
@@ -113,24 +114,21 @@ def run_synthetic_only(args: TransferArguments, saved: dict, synthetic, real) ->
         print(f"{key}: {saved['runs'][key]['train_s']:.0f} s", flush=True)
 
 
-def pretrained(args: TransferArguments, synthetic, seed: int) -> torch.nn.Module:
-    """The five-class model pre-trained on the synthetic bins with 1-5 items (cached as safetensors)."""
-    variant = real_bins.BASE | {"resolution": args.resolution, "epochs": args.pretrain_epochs}
-    path = Path(args.output).with_suffix("") / f"pretrained-seed{seed}-{args.resolution}px.safetensors"
-    model = real_bins.make_model(variant)
-    if path.is_file():
-        model.load_state_dict(load_file(str(path)))
-        return model
-    images, labels, ids = synthetic
-    keep = np.flatnonzero(labels >= 1)
-    model = real_bins.train(variant, [images[i] for i in keep], labels[keep] - 1, [ids[i] for i in keep], seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+def weights_path(args: TransferArguments, seed: int) -> Path:
+    return Path(args.output).with_suffix("") / f"synthetic-only-seed{seed}-{args.resolution}px.safetensors"
+
+
+def pretrained(args: TransferArguments, seed: int) -> torch.nn.Module:
+    """The synthetic-only (demo recipe) model re-headed to 1-5 items: its six-class head without the row for 0."""
+    state = load_file(str(weights_path(args, seed)))
+    model = real_bins.make_model(real_bins.BASE)
+    head = [key for key in state if state[key].shape[:1] == (len(SYNTHETIC_NAMES),) and "classifier" in key]
+    model.load_state_dict({key: value[1:] if key in head else value for key, value in state.items()})
     return model
 
 
-def run_pretrain(args: TransferArguments, saved: dict, synthetic, real) -> None:
-    """Fine-tuned from synthetic pre-training vs real only, same folds, seeds and loop."""
+def run_pretrain(args: TransferArguments, saved: dict, real) -> None:
+    """Fine-tuned from the synthetic-only model vs real only, same folds, seeds and loop."""
     images, labels, ids = real
     variant = real_bins.BASE | {"resolution": args.resolution, "epochs": args.finetune_epochs}
     for seed in args.seeds:
@@ -141,7 +139,7 @@ def run_pretrain(args: TransferArguments, saved: dict, synthetic, real) -> None:
                 if key in saved["runs"]:
                     continue
                 if arm == "pretrained+real" and init is None:
-                    init = pretrained(args, synthetic, seed)
+                    init = pretrained(args, seed)
                 started = time.time()
                 model = real_bins.train(variant, [images[i] for i in fit], labels[fit], [ids[i] for i in fit], seed,
                                         init=init if arm == "pretrained+real" else None)
@@ -175,7 +173,8 @@ def report(saved: dict) -> str:
                   "true records called mismatch (%)": mean_sd([r["false_alarm"] for r in rows], 100)},
                  {"model": "constant 3", "accuracy (%)": f"{100 * rows[0]['const3_accuracy']:.1f}",
                   "RMSE": f"{rows[0]['const3_rmse']:.3f}"},
-                 {"model": "class prior (ABID's balance)", "expected-count RMSE": f"{rows[0]['prior_rmse_expected']:.3f}",
+                 {"model": "class prior (ABID's balance)",
+                  "expected-count RMSE": f"{rows[0]['prior_rmse_expected']:.3f}",
                   "true records called mismatch (%)": f"{100 * rows[0]['prior_false_alarm']:.1f}"}]
         text += ["", markdown_table(table)]
     by_arm: dict[str, list[dict]] = {}
@@ -217,10 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     saved["machine"] = machine()
     saved["data"] = (f"{len(labels)} real bins with 1-5 items from {args.real} (pooled layouts); "
                      f"{args.synthetic_images} synthetic bins (data.synthetic, seed 0); {args.resolution} px")
-    if "synthetic-only" in args.parts:
-        run_synthetic_only(args, saved, synthetic, real)
+    run_synthetic_only(args, saved, synthetic, real)  # its model is also the pre-trained one
     if "pretrain" in args.parts:
-        run_pretrain(args, saved, synthetic, real)
+        run_pretrain(args, saved, real)
     print(report(saved))
     (output.with_suffix(".md")).write_text(report(saved) + "\n")
     return 0

@@ -30,7 +30,7 @@ def real_like(tmp_path_factory):
 def test_tiny_transfer_run_scores_every_arm_and_resumes(real_like, tmp_path, capsys, one_torch_thread):
     output = tmp_path / "transfer.json"
     argv = ["--real", str(real_like), "--seeds", "0", "--folds", "2", "--synthetic_images", "24", "--resolution", "16",
-            "--demo_epochs", "1", "--pretrain_epochs", "1", "--finetune_epochs", "1", "--output", str(output)]
+            "--demo_epochs", "1", "--finetune_epochs", "1", "--output", str(output)]
     assert transfer.main(argv) == 0
     saved = json.loads(output.read_text())
     assert sorted(saved["runs"]) == ["pretrained+real/seed0/fold0of2", "pretrained+real/seed0/fold1of2",
@@ -45,7 +45,7 @@ def test_tiny_transfer_run_scores_every_arm_and_resumes(real_like, tmp_path, cap
     assert sum(scores["predicted_share"]) == 50
     held = [saved["runs"][f"real-only/seed0/fold{k}of2"]["test_labels"] for k in range(2)]
     assert sorted(held[0] + held[1]) == sorted(np.asarray(counts) - 1)  # every real bin held out exactly once
-    assert list((tmp_path / "transfer").glob("pretrained-seed0-16px.safetensors"))
+    assert list((tmp_path / "transfer").glob("synthetic-only-seed0-16px.safetensors"))
     text = capsys.readouterr().out
     assert "| synthetic only (demo recipe, 1 seeds) |" in text and "| pretrained+real | 2 |" in text
     assert "| constant 3 |" in text and (tmp_path / "transfer.md").read_text().strip() in text
