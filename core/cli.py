@@ -134,11 +134,16 @@ class Subcommands:
                                   description=command.help)
 
     def parse(self, argv: Sequence[str] | None = None) -> tuple[str, tuple, list[str]]:
-        """Parse ``argv``; a bad command or option ends with argparse's usage message and exit code 2."""
+        """Parse ``argv``. A missing or unknown command ends with argparse's usage and exit code 2; an unknown option
+        of a known command is a ``UserError`` naming it."""
         argv = list(sys.argv[1:] if argv is None else argv)
         split = argv.index("--") if "--" in argv else len(argv)
         argv, rest = argv[:split], argv[split + 1:]
-        namespace = self.parser.parse_args(argv)
-        if rest and namespace.command not in self.passthrough:
-            self.parser.error(f"{namespace.command} takes no options after --")
-        return namespace.command, into_dataclasses(namespace, self.commands[namespace.command].groups), rest
+        namespace, unknown = self.parser.parse_known_args(argv)
+        command = namespace.command
+        if unknown:
+            hint = " (options of the job's program go after --)" if command in self.passthrough else ""
+            raise UserError(f"unknown {command} option {unknown[0]}{hint}")
+        if rest and command not in self.passthrough:
+            raise UserError(f"{command} takes no options after --")
+        return command, into_dataclasses(namespace, self.commands[command].groups), rest

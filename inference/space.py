@@ -14,7 +14,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cloud.session import pinned
+from cloud.sagemaker.containers import pinned
 from core.cli import UserError
 from inference.app import EXAMPLE_SUFFIXES, WEIGHT_PATTERNS, example_photos
 

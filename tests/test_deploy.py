@@ -23,7 +23,8 @@ from botocore.exceptions import ClientError
 
 from cloud import s3 as cloud_s3
 from cloud.local import FAKE_ACCOUNT_ROLE, free_port
-from cloud.session import pinned, session
+from cloud.sagemaker.containers import pinned
+from cloud.sagemaker.session import session
 from inference import deploy, handler
 from inference.handler import BadRequest
 from inference.serve import make_server
@@ -36,7 +37,7 @@ REGION = "us-east-1"
 CPU_IMAGE = "huggingface-pytorch-inference:2.6.0-transformers4.51.3-cpu-py312"
 GPU_IMAGE = "huggingface-pytorch-inference:2.6.0-transformers4.51.3-gpu-py312"
 HANDLER_FILES = sorted(["code/inference.py", "code/core/__init__.py", "code/core/cli.py", "code/core/labels.py",
-                        "code/requirements.txt"])
+                        "code/preprocess.py", "code/requirements.txt"])
 
 
 @pytest.fixture
@@ -167,15 +168,16 @@ def test_hub_model_runs_our_handler_from_a_code_only_model_tarball(sagemaker, cl
 def runtime(tiny_model_dir, monkeypatch):
     """The local server stands in for SageMaker runtime's InvokeEndpoint (POST /endpoints/<name>/invocations), since
     moto's server cannot take binary request bodies (it decodes every body as UTF-8 and answers 500)."""
-    server = make_server(tiny_model_dir, port=0)
-    server.seen = []
-    handle = server.RequestHandlerClass.do_POST
+    server = make_server(tiny_model_dir, port=0, backend="torch")
+    server.seen, app = [], server.app
 
-    def record(request) -> None:
-        server.seen.append((request.path, request.headers.get("Content-Type"), request.headers.get("Accept")))
-        handle(request)
+    async def record(scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            headers = dict(scope["headers"])
+            server.seen.append((scope["path"], headers[b"content-type"].decode(), headers[b"accept"].decode()))
+        await app(scope, receive, send)
 
-    server.RequestHandlerClass = type("Recording", (server.RequestHandlerClass,), {"do_POST": record})
+    server.app = record
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", f"http://127.0.0.1:{server.server_address[1]}")

@@ -1,38 +1,30 @@
-"""SageMaker plumbing shared by the launchers (training, tuning, processing, deployment).
+"""What every SageMaker job shares: the settings checks, the SDK session (with its dry run) and small helpers.
 
-Everything a job needs is checked here before any API call — role, region, bucket, instance type, S3 URIs — so a
-mistake costs one clear line instead of a half-created job. Code bundles are staged from the project's own packages
-with a ``requirements.txt`` derived from the root pins: one source of truth for code and versions, locally and in the
-containers.
+Everything a job needs is checked here before any API call — role, region, bucket, instance type shape, S3 URIs — so
+a mistake costs one clear line instead of a half-created job. Whether an instance family exists (and offers the job
+kind) is left to SageMaker's own API and the SDK's image lookup, which know the current list.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import shutil
-import tarfile
-import tempfile
-from collections.abc import Iterable
 from copy import deepcopy
 from functools import partial
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from core.cli import UserError
+
+ROOT = Path(__file__).resolve().parents[2]
 _ROLE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 _REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
-# SageMaker instance families (training, processing and hosting); sizes are checked by shape.
-INSTANCE_FAMILIES = {
-    "t2", "t3", "m4", "m5", "m5d", "m6i", "m6id", "m7i", "c4", "c5", "c5d", "c5n", "c6i", "c6id", "c7i", "r5", "r5d",
-    "r6i", "r7i", "g4dn", "g5", "g6", "g6e", "p2", "p3", "p3dn", "p4d", "p4de", "p5", "p5e", "p5en", "trn1", "trn1n",
-    "trn2", "inf1", "inf2",
-}
 _INSTANCE = re.compile(r"^ml\.(?P<family>[a-z0-9]+)\.(?P<size>medium|large|\d*xlarge|metal)$")
 _SECRET = re.compile(r"TOKEN|SECRET|PASSWORD|ACCESS_KEY", re.IGNORECASE)
+NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")  # endpoint, model and job names
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A launch setting that is missing or malformed: one line for the user, before any API call."""
 
 
@@ -67,11 +59,11 @@ def check_bucket(bucket: str | None) -> str:
 
 
 def check_instance_type(instance_type: str, local_ok: bool = False) -> str:
-    """A known SageMaker instance type (``local`` / ``local_gpu`` for SageMaker local mode when allowed)."""
+    """An instance type shaped like ``ml.<family>.<size>`` (``local`` / ``local_gpu`` for SageMaker local mode when
+    allowed); SageMaker itself refuses a family that does not exist."""
     if local_ok and instance_type in ("local", "local_gpu"):
         return instance_type
-    match = _INSTANCE.match(instance_type or "")
-    if not match or match["family"] not in INSTANCE_FAMILIES:
+    if not _INSTANCE.match(instance_type or ""):
         raise ConfigError(f"unknown instance type {instance_type!r} (e.g. ml.g5.xlarge, ml.p4d.24xlarge, "
                           f"ml.m5.xlarge)")
     return instance_type
@@ -130,39 +122,23 @@ def redacted(request):
     return masked
 
 
-def pinned(names: Iterable[str], requirements: Path = ROOT / "requirements.txt") -> list[str]:
-    """The root pins (``name==version``) of ``names``, in the order given; a name without a pin is an error."""
-    pins = {}
-    for line in requirements.read_text().splitlines():
-        line = line.split("#")[0].strip()
-        if "==" in line:
-            pins[re.split(r"[\[=<>]", line)[0].lower()] = line
-    missing = [name for name in names if name.lower() not in pins]
-    if missing:
-        raise ConfigError(f"{', '.join(missing)} not pinned in {requirements}")
-    return [pins[name.lower()] for name in names]
+def client(region: str | None):
+    """A boto3 SageMaker client in ``region`` (checked)."""
+    import boto3
+
+    return boto3.Session(region_name=check_region(region)).client("sagemaker")
 
 
-def stage_bundle(dest: Path, packages: Iterable[str], requirements: Iterable[str]) -> Path:
-    """Copy the project's ``packages`` (folders or single files under the root) into ``dest`` with a pinned
-    ``requirements.txt``."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for package in packages:
-        if (ROOT / package).is_file():
-            (dest / package).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / package, dest / package)
-            continue
-        shutil.copytree(ROOT / package, dest / package, dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints"))
-    (dest / "requirements.txt").write_text("\n".join(pinned(requirements)) + "\n")
-    return dest
+def hub_token() -> dict[str, str]:
+    """The environment of a job that pushes to the Hub: our HF_TOKEN, never a hyperparameter (those are shown)."""
+    if not os.environ.get("HF_TOKEN"):
+        raise ConfigError("--push_to_hub needs HF_TOKEN in the environment (it is passed to the job, never printed)")
+    return {"HF_TOKEN": os.environ["HF_TOKEN"]}
 
 
-def pack_bundle(tarball: Path, packages: Iterable[str], requirements: Iterable[str]) -> Path:
-    """``stage_bundle`` into a ``sourcedir.tar.gz``-style tarball: the layout SageMaker unpacks as the code folder."""
-    with tempfile.TemporaryDirectory() as tmp:
-        staged = stage_bundle(Path(tmp), packages, requirements)
-        with tarfile.open(tarball, "w:gz") as tar:
-            for path in sorted(staged.iterdir()):
-                tar.add(path, arcname=path.name)
-    return tarball
+def tags_of(tags: list[str]) -> list[dict[str, str]]:
+    """``key=value`` strings as SageMaker tags."""
+    pairs = [tag.partition("=") for tag in tags]
+    if any(not key or not sep for key, sep, _ in pairs):
+        raise ConfigError(f"tags are key=value, got {' '.join(tags)}")
+    return [{"Key": key, "Value": value} for key, _, value in pairs]
