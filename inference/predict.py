@@ -119,8 +119,13 @@ def read_metadata(location: str, ids: set[str], read: Callable[[str], bytes], wo
 # Predict
 
 def predict_images(model: CountingModel, contents: Iterable[tuple[str, bytes | Exception]], batch_size: int,
-                   expected: dict[str, int], settings: Settings, forward: Callable | None = None) -> Iterator[dict]:
-    """One row per image, in order: one forward pass per batch of the images that decode, an error for the rest."""
+                   expected: dict[str, int], settings: Settings, forward: Callable | None = None,
+                   thresholds: dict[str, float] | None = None) -> Iterator[dict]:
+    """One row per image, in order: one forward pass per batch of the images that decode, an error for the rest.
+
+    ``thresholds`` are the verify thresholds given on the command line; the others are the handler's to resolve
+    (environment, the model's verify.json, built-in defaults)."""
+    thresholds = thresholds or {}
     contents = iter(contents)
     while batch := list(islice(contents, batch_size)):
         rows, good = [], []
@@ -138,7 +143,8 @@ def predict_images(model: CountingModel, contents: Iterable[tuple[str, bytes | E
             request = handler.Request(
                 images=[image for _, image in good], names=[row["path"] for row, _ in good], single=False,
                 expected=[expected.get(row["id"]) for row, _ in good], top_k=None,
-                match_threshold=settings.match_threshold, mismatch_threshold=settings.mismatch_threshold)
+                match_threshold=thresholds.get("match_threshold"),
+                mismatch_threshold=thresholds.get("mismatch_threshold"))
             for (row, _), answer in zip(good, handler.predict(model, request, forward)):
                 row.update(answer)
         yield from rows
@@ -229,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     verify = bool(args.expected or args.metadata)
     with ResultWriter(args.output, model.labels, verify) as writer, \
             tqdm(total=len(locations), unit="img", desc="counting") as progress:
-        for row in predict_images(model, contents, args.batch_size, expected, settings, forward):
+        for row in predict_images(model, contents, args.batch_size, expected, settings, forward, thresholds):
             writer.write(row)
             errors += "error" in row
             verdicts.update([row["verdict"]] if "verdict" in row else [])
