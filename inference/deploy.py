@@ -9,6 +9,7 @@
     python -m inference.deploy collect --input_uri s3://bucket/bin-images/ --output_uri s3://bucket/counts/ \
         --results counts.jsonl
     python -m inference.deploy delete --endpoint_name bincount
+    python -m inference.deploy space --model runs/model --space_id org/bin-check
 
 Role, region and bucket come from --role/$SAGEMAKER_ROLE, --region/$AWS_REGION and --bucket/$SAGEMAKER_BUCKET, and
 every setting is checked before the first API call. Each command is a function for notebooks: ``package``,
@@ -41,6 +42,7 @@ from cloud.sagemaker.session import check_region
 from cloud.sagemaker.transform import NO_ANSWER, CollectArguments, TransformArguments, batch_transform, \
     check_results, collect, write_results
 from core.cli import Subcommand, Subcommands, entry_point
+from inference.space import SpaceArguments, deploy_space
 
 __all__ = ["NO_ANSWER", "BinCountPredictor", "CollectArguments", "DeleteArguments", "EndpointArguments",
            "ModelArguments", "PackageArguments", "TransformArguments", "batch_transform", "build_tarball", "code_files",
@@ -54,6 +56,7 @@ COMMANDS = Subcommands("python -m inference.deploy", {
                                   "Count every image under an S3 prefix with a transform job."),
     "collect": Subcommand((CollectArguments,), "Gather a finished transform job's answers into a results file."),
     "delete": Subcommand((DeleteArguments,), "Delete an endpoint, its endpoint config and its model(s)."),
+    "space": Subcommand((SpaceArguments,), "Write a Gradio Space for the bin-check page and push it to the Hub."),
 }, description=__doc__)
 
 
@@ -76,6 +79,8 @@ def run(command: str, groups: Iterable[Any]) -> str:
     if command == "delete":
         (args,) = groups
         return "deleted " + ", ".join(delete(args.endpoint_name, args.region))
+    if command == "space":
+        return deploy_space(*groups)
     raise ValueError(f"unknown command {command!r}")
 
 

@@ -16,7 +16,6 @@ from pathlib import Path
 
 from cloud.sagemaker.containers import pinned
 from core.cli import UserError
-from inference.app import EXAMPLE_SUFFIXES, WEIGHT_PATTERNS, example_photos
 
 logger = logging.getLogger("inference.space")
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CODE = ("core/__init__.py", "core/cli.py", "core/labels.py", "inference/__init__.py", "inference/app.py",
         "inference/handler.py", "inference/preprocess.py")
 REQUIREMENTS = ("torch", "transformers", "huggingface-hub", "safetensors", "pillow", "numpy")
-APP = '''"""Bin check: count the items in a warehouse bin photo and verify a recorded quantity (python -m inference.app)."""
+APP = '''"""Bin check: count the items in a bin photo and verify a recorded quantity (python -m inference.app)."""
 
 import sys
 
@@ -36,7 +35,7 @@ sys.exit(main({arguments!r}))
 
 @dataclass
 class SpaceArguments:
-    model: str = field(metadata={"help": "A model folder saved by train.run (shipped in the Space), or a Hub model id."})
+    model: str = field(metadata={"help": "A model folder saved by train.run (shipped in the Space), or a Hub id."})
     space_id: str = field(metadata={"help": "The Space to create or update, org/name."})
     revision: str | None = field(default=None, metadata={"help": "Hub revision of the model."})
     examples: str | None = field(default=None, metadata={"help": "A folder of example bin photos to ship."})
@@ -61,6 +60,8 @@ def card(args: SpaceArguments, gradio_version: str, hub_model: bool) -> str:
 
 def write(args: SpaceArguments) -> Path:
     """The Space's folder, ready to push."""
+    from inference.app import EXAMPLE_SUFFIXES, WEIGHT_PATTERNS, example_photos  # the page brings torch: only here
+
     out = Path(args.output or ROOT / "runs" / "space" / args.space_id.split("/")[-1])
     if out.exists():
         shutil.rmtree(out)
@@ -106,12 +107,11 @@ def push(folder: Path, space_id: str, private: bool) -> str:
     return str(url)
 
 
-def deploy_space(args: SpaceArguments) -> int:
-    """Write the Space and push it unless asked not to."""
+def deploy_space(args: SpaceArguments) -> str:
+    """Write the Space and push it unless asked not to; returns the line that says what was done."""
     if args.space_id.count("/") != 1:
         raise UserError(f"--space_id must be org/name, got {args.space_id!r}")
     folder = write(args)
-    print(f"wrote the Space to {folder}", flush=True)
-    if args.push:
-        print(f"pushed: {push(folder, args.space_id, args.private)}", flush=True)
-    return 0
+    if not args.push:
+        return f"wrote the Space to {folder}"
+    return f"wrote the Space to {folder} and pushed it: {push(folder, args.space_id, args.private)}"

@@ -9,17 +9,15 @@ import sys
 import pytest
 
 from core.cli import UserError
+from inference.deploy import main as deploy_main
 from inference.space import SpaceArguments, write
 from tests.conftest import hub_env, python_env
 from tests.test_handler import image_bytes
 
-PUSH = """
-import json, sys
+READ_BACK = """
+import json
 from huggingface_hub import HfApi, hf_hub_download
-from inference.space import SpaceArguments, deploy_space
-deploy_space(SpaceArguments(model=sys.argv[1], space_id="user/bin-check", output=sys.argv[2], examples=sys.argv[3]))
-api = HfApi()
-print(json.dumps({"files": sorted(api.list_repo_files("user/bin-check", repo_type="space")),
+print(json.dumps({"files": sorted(HfApi().list_repo_files("user/bin-check", repo_type="space")),
                   "card": open(hf_hub_download("user/bin-check", "README.md", repo_type="space")).read()}))
 """
 
@@ -41,10 +39,14 @@ def examples(tmp_path):
 
 def test_the_space_is_pushed_with_its_card_and_runs_from_its_own_folder(tiny_model_dir, examples, hub, tmp_path):
     env = hub_env(hub.endpoint, tmp_path / "hf-home")
-    pushed = subprocess.run([sys.executable, "-c", PUSH, str(tiny_model_dir), str(tmp_path / "space"),
+    pushed = subprocess.run([sys.executable, "-m", "inference.deploy", "space", "--model", str(tiny_model_dir),
+                             "--space_id", "user/bin-check", "--output", str(tmp_path / "space"), "--examples",
                              str(examples)], env=env, capture_output=True, text=True, timeout=300)
     assert pushed.returncode == 0, pushed.stderr[-3000:]
-    answer = json.loads(pushed.stdout.strip().splitlines()[-1])
+    assert f"wrote the Space to {tmp_path / 'space'} and pushed it: " in pushed.stdout
+    read = subprocess.run([sys.executable, "-c", READ_BACK], env=env, capture_output=True, text=True, timeout=300)
+    assert read.returncode == 0, read.stderr[-3000:]
+    answer = json.loads(read.stdout.strip().splitlines()[-1])
     assert {"app.py", "requirements.txt", "README.md", "inference/app.py", "inference/handler.py", "core/labels.py",
             "model/config.json", "model/model.safetensors", "examples/bin.jpg"} <= set(answer["files"])
     front = answer["card"].split("---")[1]
@@ -71,8 +73,10 @@ def test_a_hub_model_is_referenced_not_shipped(tmp_path):
     assert "models:\n- org/bin-counter\n" in (folder / "README.md").read_text()
 
 
-def test_a_folder_without_weights_is_refused(tmp_path):
+def test_a_folder_without_weights_is_refused(tmp_path, capsys):
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "config.json").write_text("{}")
     with pytest.raises(UserError, match="model.safetensors"):
         write(SpaceArguments(model=str(tmp_path / "m"), space_id="o/s", output=str(tmp_path / "s"), push=False))
+    assert deploy_main(["space", "--model", str(tmp_path / "m"), "--space_id", "no-slash"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --space_id must be org/name, got 'no-slash'"

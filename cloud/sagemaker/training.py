@@ -34,6 +34,7 @@ from cloud.sagemaker.session import (
     session,
     tags_of,
 )
+from cloud.sagemaker.profiler import estimator_settings, rule_lines
 from core.cli import option_names
 from train.args import ARGUMENT_GROUPS, SAGEMAKER_CHECKPOINTS
 from train.logs import metric_definitions
@@ -96,6 +97,9 @@ class TrainingJobArguments:
         "help": f"Training image (default: the Hugging Face training container, transformers "
                 f"{TRAINING_CONTAINER['version']}, {TRAINING_CONTAINER['base_framework_version']})."})
     base_job_name: str = field(default="bincount", metadata={"help": "Job names are this plus a timestamp."})
+    profiler: bool = field(default=False, metadata={
+        "help": "SageMaker system monitoring with the ProfilerReport and system-metric profiler rules "
+                "(cloud/sagemaker/profiler.py says what still applies); training jobs only."})
 
 
 @dataclass
@@ -197,6 +201,8 @@ def estimator(sm: SageMakerArguments, job: TrainingJobArguments, data: DataChann
     if job.instance_count > 1 and not distribution:
         raise ConfigError("several instances need --distributed on GPU instances (ml.g*, ml.p*); otherwise each "
                           "would train its own copy")
+    if tuning and job.profiler:
+        raise ConfigError("--profiler applies to training jobs: a tuning job's trials cannot run profiler rules")
     if tuning and job.checkpoint_s3_uri:
         raise ConfigError("--checkpoint_s3_uri would be shared by every trial of a tuning job")
     max_wait, checkpoints = spot_settings(job, None if tuning else f"s3://{bucket}/{prefix}/checkpoints/{name}")
@@ -232,7 +238,7 @@ def estimator(sm: SageMakerArguments, job: TrainingJobArguments, data: DataChann
         use_spot_instances=job.spot, max_run=job.max_run, max_wait=max_wait, checkpoint_s3_uri=checkpoints,
         checkpoint_local_path=SAGEMAKER_CHECKPOINTS if checkpoints else None, output_path=output_path,
         environment=environment or None, tags=tags or None, base_job_name=job.base_job_name,
-        sagemaker_session=sagemaker_session, debugger_hook_config=False, disable_profiler=True,
+        sagemaker_session=sagemaker_session, **estimator_settings(job.profiler),
     ), inputs or None  # a Hub dataset: no channels at all (an empty list is an invalid request)
 
 
@@ -278,4 +284,4 @@ def describe(job: dict) -> str:
         lines.append(f"model: {model}")
     if metrics := job.get("FinalMetricDataList"):
         lines.append("final metrics: " + " ".join(f"{m['MetricName']}={m['Value']:.6g}" for m in metrics))
-    return "\n".join(lines)
+    return "\n".join(lines + rule_lines(job))
