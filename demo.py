@@ -6,7 +6,10 @@
    table (accuracy, RMSE, per-class accuracy and RMSE); save the confusion matrix and training curves.
 3. Load the model with ``pipeline("image-classification")``, start the local endpoint (``inference.serve``) and ask it
    for counts, with and without an expected quantity (verify mode).
-4. Print where every artifact is; stop every process it started.
+4. Score the model on the synthetic test split and on real ABID bins it has never seen (``../shared/abid-sample``
+   beside the checkout, skipped when absent), next to the constant answer 3, so the gap between synthetic and real
+   bins shows at once.
+5. Print where every artifact is; stop every process it started.
 
 Each stage runs as its own ``python -m`` command and reads only the previous stage's artifacts. Re-running reuses what
 is already built; ``--rebuild`` starts over. The same command on real data and a real checkpoint::
@@ -35,6 +38,7 @@ from cloud.local import aws_env, free_port, moto_server, stop, wait_for_http
 
 ROOT = Path(__file__).resolve().parent
 BUCKET = "s3://demo-abid-bucket"
+REAL_SAMPLE = ROOT.parent / "shared" / "abid-sample"  # real ABID bins beside the checkout, when present
 
 
 @dataclass
@@ -53,6 +57,8 @@ class DemoArguments:
     batch_size: int = field(default=32, metadata={"help": "Training batch size."})
     num_queries: int = field(default=3, metadata={"help": "Test images sent to the local endpoint."})
     rebuild: bool = field(default=False, metadata={"help": "Start over instead of reusing built artifacts."})
+    real_sample: str = field(default=str(REAL_SAMPLE), metadata={
+        "help": "Real ABID bins (bin-images/ + metadata/) the model is also scored on; skipped when absent."})
 
 
 def stage(title: str) -> None:
@@ -151,6 +157,53 @@ def query_endpoint(model: Path, work: Path, images: list[tuple[str, bytes, int]]
         print(f"stopped the local endpoint (pid {server.pid})", flush=True)
 
 
+def scored_line(name: str, counter, bins: list[tuple[object, int]], mismatch: float) -> str:
+    """One table row: accuracy and RMSE of the top count, the constant answer 3's, and verify's false alarms on true
+    records (P(recorded count) at or below the mismatch threshold)."""
+    import numpy as np
+
+    predicted, truth, alarms = [], [], 0
+    for image, quantity in bins:
+        scores = {int(s["label"]): s["score"] for s in counter(image)}
+        predicted.append(max(scores, key=scores.get))
+        truth.append(quantity)
+        alarms += scores.get(quantity, 0.0) <= mismatch
+    p, t = np.array(predicted), np.array(truth)
+    return (f"| {name} | {len(t)} | {100 * np.mean(p == t):.1f} | {np.sqrt(np.mean((p - t) ** 2)):.2f} | "
+            f"{100 * np.mean(t == 3):.1f} | {np.sqrt(np.mean((3 - t) ** 2)):.2f} | {100 * alarms / len(t):.1f} |")
+
+
+def summary(model: Path, dataset: Path, real: Path) -> str:
+    """The test split of the built dataset, and the real sample's bins with counts the model knows (when present)."""
+    import io
+
+    from datasets import Image as ImageFeature, load_from_disk
+    from PIL import Image
+    from transformers import pipeline
+
+    labels = json.loads((model / "config.json").read_text())["id2label"]
+    known = {int(name) for name in labels.values() if name.isdigit()}
+    verify = model / "verify.json"
+    mismatch = json.loads(verify.read_text()).get("mismatch", 0.1) if verify.is_file() else 0.1
+    counter = pipeline("image-classification", model=str(model), top_k=len(labels))
+    test = load_from_disk(str(dataset))["test"].cast_column("image", ImageFeature(decode=False))
+    bins = [(Image.open(io.BytesIO(row["image"]["bytes"])), row["expected_quantity"]) for row in test]
+    lines = ["| bins | n | accuracy (%) | RMSE | always 3: accuracy (%) | always 3: RMSE | true records called "
+             f"mismatch (%, P <= {mismatch:g}) |", "|---|---|---|---|---|---|---|",
+             scored_line("synthetic test split", counter, [b for b in bins if b[1] in known], mismatch)]
+    if (real / "bin-images").is_dir() and (real / "metadata").is_dir():
+        sample = []
+        for path in sorted((real / "bin-images").glob("*.jpg")):
+            quantity = json.loads((real / "metadata" / f"{path.stem}.json").read_text())["EXPECTED_QUANTITY"]
+            if quantity in known:
+                sample.append((Image.open(path).convert("RGB"), quantity))
+        lines.append(scored_line(f"real ABID sample ({real.name}, {min(known)}-{max(known)} items)", counter, sample,
+                                 mismatch))
+    else:
+        lines.append(f"(real sample not found at {real}: skipped)")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     (args,) = HfArgumentParser(DemoArguments).parse_args_into_dataclasses(argv)
     work = (ROOT / args.workdir).resolve()
@@ -178,6 +231,9 @@ def main(argv: list[str] | None = None) -> int:
 
     stage("4/4 serve: the local endpoint (SageMaker container contract), with and without expected quantities")
     query_endpoint(model, work, images)
+
+    stage("summary: the model on synthetic test bins and on real bins it has never seen")
+    print(summary(model, dataset, Path(args.real_sample)))
 
     print(f"\nDone in {time.time() - started:.0f} s. Artifacts:")
     for path, what in [(work / "bucket", "synthetic bucket (bin-images/, metadata/)"),

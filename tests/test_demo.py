@@ -9,7 +9,7 @@ import sys
 
 import psutil
 
-from tests.conftest import python_env
+from tests.conftest import ABID_SAMPLE, python_env
 
 
 def test_demo_runs_every_stage_and_stops_its_processes(tmp_path):
@@ -35,6 +35,9 @@ def test_demo_runs_every_stage_and_stops_its_processes(tmp_path):
     assert "(6 counts scored)" in out
     assert "POST /invocations image/jpeg" in out
     assert len(re.findall(r"verdict (match|mismatch|uncertain)", out)) == 2
+    # summary: synthetic test bins, and the real sample beside the checkout (or a line saying it was skipped)
+    assert "| synthetic test split |" in out
+    assert "| real ABID sample (abid-sample, 0-5 items) |" in out or "real sample not found" in out
 
     # every process it started is gone: nothing answers on their ports, no process names them
     ports = [int(p) for p in re.findall(r"http://127\.0\.0\.1:(\d+)", out)]
@@ -49,3 +52,22 @@ def test_demo_runs_every_stage_and_stops_its_processes(tmp_path):
     again = subprocess.run(command, capture_output=True, text=True, timeout=900, env=python_env())
     assert again.returncode == 0, again.stderr[-3000:]
     assert "reusing the dataset" in again.stdout and "reusing the model" in again.stdout
+
+
+def test_summary_scores_the_real_sample_next_to_the_constant(tiny_model_dir, tiny_dataset, tmp_path):
+    import json
+
+    from demo import summary
+
+    lines = summary(tiny_model_dir, tiny_dataset, ABID_SAMPLE).splitlines()
+    assert lines[0].startswith("| bins | n | accuracy (%) | RMSE | always 3") and lines[2].startswith("| synthetic ")
+    if (ABID_SAMPLE / "metadata").is_dir():
+        counts = [json.loads(p.read_text())["EXPECTED_QUANTITY"] for p in sorted((ABID_SAMPLE / "metadata").glob("*"))
+                  if (ABID_SAMPLE / "bin-images" / f"{p.stem}.jpg").is_file()]
+        known = [c for c in counts if c <= 5]
+        cells = [cell.strip() for cell in lines[3].strip("|").split("|")]
+        assert cells[0] == "real ABID sample (abid-sample, 0-5 items)" and int(cells[1]) == len(known)
+        assert 0 <= float(cells[2]) <= 100 and float(cells[3]) >= 0
+        assert float(cells[4]) == round(100 * known.count(3) / len(known), 1)
+    missing = summary(tiny_model_dir, tiny_dataset, tmp_path / "absent").splitlines()
+    assert missing[-1].startswith("(real sample not found at ") and len(missing) == 4
