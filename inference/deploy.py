@@ -8,6 +8,8 @@
         --output_uri s3://bucket/counts/ --results counts.csv
     python -m inference.deploy collect --input_uri s3://bucket/bin-images/ --output_uri s3://bucket/counts/ \
         --results counts.jsonl
+    python -m inference.deploy deploy --endpoint_name bincount --model_data ... --autoscale 1:4 --target_invocations 600
+    python -m inference.deploy status --endpoint_name bincount
     python -m inference.deploy delete --endpoint_name bincount
     python -m inference.deploy space --model runs/model --space_id org/bin-check
 
@@ -24,6 +26,7 @@ and deleting do without, so the command line answers in seconds.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Iterable
@@ -35,8 +38,8 @@ os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
 from botocore.exceptions import BotoCoreError, ClientError
 
 from cloud.sagemaker.containers import container_image
-from cloud.sagemaker.endpoint import BinCountPredictor, DeleteArguments, EndpointArguments, delete, deploy, \
-    image_content_type
+from cloud.sagemaker.endpoint import BinCountPredictor, DeleteArguments, EndpointArguments, StatusArguments, delete, \
+    deploy, image_content_type, status
 from cloud.sagemaker.model import ModelArguments, PackageArguments, build_tarball, code_files, endpoint_env, package
 from cloud.sagemaker.session import check_region
 from cloud.sagemaker.transform import NO_ANSWER, CollectArguments, TransformArguments, batch_transform, \
@@ -47,7 +50,7 @@ from inference.space import SpaceArguments, deploy_space
 __all__ = ["NO_ANSWER", "BinCountPredictor", "CollectArguments", "DeleteArguments", "EndpointArguments",
            "ModelArguments", "PackageArguments", "TransformArguments", "batch_transform", "build_tarball", "code_files",
            "collect", "container_image", "delete", "deploy", "endpoint_env", "image_content_type", "main", "package",
-           "write_results"]
+           "status", "StatusArguments", "write_results"]
 
 COMMANDS = Subcommands("python -m inference.deploy", {
     "package": Subcommand((PackageArguments,), "Upload model.tar.gz: a training output folder and our handler."),
@@ -57,6 +60,7 @@ COMMANDS = Subcommands("python -m inference.deploy", {
     "collect": Subcommand((CollectArguments,), "Gather a finished transform job's answers into a results file."),
     "delete": Subcommand((DeleteArguments,), "Delete an endpoint, its endpoint config and its model(s)."),
     "space": Subcommand((SpaceArguments,), "Write a Gradio Space for the bin-check page and push it to the Hub."),
+    "status": Subcommand((StatusArguments,), "An endpoint's status, instances and autoscaling, as JSON."),
 }, description=__doc__)
 
 
@@ -81,6 +85,9 @@ def run(command: str, groups: Iterable[Any]) -> str:
         return "deleted " + ", ".join(delete(args.endpoint_name, args.region))
     if command == "space":
         return deploy_space(*groups)
+    if command == "status":
+        (args,) = groups
+        return json.dumps(status(args.endpoint_name, args.region), indent=1)
     raise ValueError(f"unknown command {command!r}")
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import boto3
 import pytest
 
 from cloud.sagemaker import autoscaling
 from cloud.sagemaker.autoscaling import Autoscale
 from core.cli import UserError
+from tests.test_deploy import cli, cloud, model_data, sagemaker, training_output  # noqa: F401 (fixtures)
 
 REGION = "us-east-1"
 
@@ -46,3 +49,42 @@ def test_target_tracking_on_invocations_per_instance_is_registered_read_back_and
 def test_bad_autoscale_options_are_user_errors(text, target, message):
     with pytest.raises(UserError, match=message):
         Autoscale.parse(text, target)
+
+
+def test_deploy_autoscale_registers_the_variant_status_shows_it_and_delete_removes_it(sagemaker, model_data, client,
+                                                                                     capsys):
+    assert cli("deploy", "--endpoint_name", "bincount-scaled", "--model_data", model_data, "--instance_count", "2",
+               "--autoscale", "1:4", "--target_invocations", "900", "--wait", "false") == 0
+    assert capsys.readouterr().out.strip() == "endpoint bincount-scaled creating"
+    (policy,) = client.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"]
+    assert policy["ResourceId"] == "endpoint/bincount-scaled/variant/AllTraffic"
+    assert policy["PolicyType"] == "TargetTrackingScaling"
+    tracking = policy["TargetTrackingScalingPolicyConfiguration"]
+    assert tracking["TargetValue"] == 900
+    assert tracking["PredefinedMetricSpecification"]["PredefinedMetricType"] == "SageMakerVariantInvocationsPerInstance"
+
+    assert cli("status", "--endpoint_name", "bincount-scaled") == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["status"] == "InService"
+    (variant,) = shown["variants"]
+    assert variant["variant"] == "AllTraffic"
+    assert (variant["autoscaling"]["min_instances"], variant["autoscaling"]["max_instances"],
+            variant["autoscaling"]["target_invocations"]) == (1, 4, 900)
+
+    assert cli("delete", "--endpoint_name", "bincount-scaled") == 0
+    assert capsys.readouterr().out.strip().endswith(
+        f"scaling policy {autoscaling.POLICY}, scalable target endpoint/bincount-scaled/variant/AllTraffic")
+    assert client.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"] == []
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--autoscale", "1:4"], "--target_invocations"),
+    (["--target_invocations", "100"], "goes with --autoscale"),
+    (["--autoscale", "2:4", "--target_invocations", "100"], "outside --autoscale"),
+    (["--autoscale", "1:4", "--target_invocations", "100", "--serverless_memory_mb", "2048"], "serverless"),
+])
+def test_bad_autoscale_settings_fail_before_any_api_call(sagemaker, argv, message, capsys):
+    model_data = "s3://bincount-deploy-test/never-read/model.tar.gz"
+    assert cli("deploy", "--endpoint_name", "bincount-bad", "--model_data", model_data, *argv) == 2
+    assert message in capsys.readouterr().err
+    assert sagemaker.list_endpoints()["Endpoints"] == []
