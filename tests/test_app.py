@@ -90,3 +90,36 @@ def test_examples_must_be_a_folder_of_photos(tmp_path):
         app.example_photos(str(tmp_path))
     (tmp_path / "b.jpg").write_bytes(image_bytes())
     assert app.example_photos(str(tmp_path)) == [str(tmp_path / "b.jpg")]
+
+
+def test_one_command_serves_the_page_and_ctrl_c_stops_it(tiny_model_dir, tmp_path):
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from tests.conftest import python_env
+
+    pytest.importorskip("gradio", reason="gradio is not installed (requirements-app.txt)")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (tmp_path / "bin.jpg").write_bytes(image_bytes())
+    page = subprocess.Popen([sys.executable, "-m", "inference.app", "--model", str(tiny_model_dir), "--port",
+                             str(port), "--examples", str(tmp_path)], env=python_env(GRADIO_ANALYTICS_ENABLED="False"),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline, html = time.monotonic() + 240, None
+        while html is None and time.monotonic() < deadline and page.poll() is None:
+            try:
+                html = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read().decode()
+            except OSError:
+                time.sleep(1)
+        assert html is not None, page.communicate(timeout=30)[0][-3000:] if page.poll() is not None else "no page"
+        assert "Bin check" in html and "bin.jpg" in html  # the title and the example
+    finally:
+        page.send_signal(signal.SIGINT)
+        output = page.communicate(timeout=60)[0]
+    assert f"bin check page on http://127.0.0.1:{port}/" in output

@@ -80,3 +80,23 @@ def test_a_folder_without_weights_is_refused(tmp_path, capsys):
         write(SpaceArguments(model=str(tmp_path / "m"), space_id="o/s", output=str(tmp_path / "s"), push=False))
     assert deploy_main(["space", "--model", str(tmp_path / "m"), "--space_id", "no-slash"]) == 2
     assert capsys.readouterr().err.strip() == "error: --space_id must be org/name, got 'no-slash'"
+
+
+FROM_THE_HUB = """
+import json, sys
+from huggingface_hub import HfApi
+from inference.app import check_bins, load_model
+HfApi().create_repo("user/tiny-counter", exist_ok=True)
+HfApi().upload_folder(folder_path=sys.argv[1], repo_id="user/tiny-counter")
+_, answers = check_bins(load_model("user/tiny-counter"), [sys.argv[2]], "2")
+print(json.dumps(answers))
+"""
+
+
+def test_the_page_loads_a_model_from_the_hub(tiny_model_dir, examples, hub, tmp_path):
+    env = hub_env(hub.endpoint, tmp_path / "hf-home")
+    run = subprocess.run([sys.executable, "-c", FROM_THE_HUB, str(tiny_model_dir), str(examples / "bin.jpg")],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    [answer] = json.loads(run.stdout.strip().splitlines()[-1])
+    assert answer["file"] == "bin.jpg" and answer["expected_quantity"] == 2 and len(answer["probabilities"]) == 6
