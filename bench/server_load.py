@@ -120,8 +120,8 @@ def batch_sizes(port: int) -> dict[str, float]:
 def histogram(before: dict[str, float], after: dict[str, float]) -> str:
     """Forward passes per batch-size bucket between two scrapes, e.g. "1: 40, 2: 10, 4: 31"."""
     previous, parts = 0.0, []
-    for le in after:
-        count = after[le] - before.get(le, 0.0)
+    for le, cumulative in after.items():
+        count = cumulative - before.get(le, 0.0)
         if le != "+Inf" and count - previous > 0:
             parts.append(f"≤{float(le):g}: {count - previous:g}")
         previous = count
@@ -143,7 +143,7 @@ def start(command: list[str], cwd: Path, log: Path, port: int) -> subprocess.Pop
 
 def round1_tree(commit: str, folder: Path) -> Path:
     """The round-1 ``inference/`` package unpacked from git, to run as it was."""
-    archive = subprocess.run(["git", "archive", commit, "inference"], cwd=ROOT, capture_output=True)
+    archive = subprocess.run(["git", "archive", commit, "inference"], cwd=ROOT, capture_output=True, check=False)
     if archive.returncode:
         fail(f"cannot unpack the round-1 server from commit {commit}: {archive.stderr.decode().strip()}")
     folder.mkdir(parents=True, exist_ok=True)
@@ -168,7 +168,8 @@ def measure(name: str, args: LoadArguments, bodies: list[bytes], folder: Path) -
                 for index in range(2 * clients):  # warm up: first passes, allocator, thread pools
                     send(port, *make_request(index, bodies, args.json_every))
                 before = batch_sizes(port) if server == "today" else {}
-                outcomes, elapsed = load(port, bodies, clients, requests, args.json_every, f"{name} {server} x{clients}")
+                label = f"{name} {server} x{clients}"
+                outcomes, elapsed = load(port, bodies, clients, requests, args.json_every, label)
                 seconds = [outcome.seconds for outcome in outcomes]
                 errors = sorted({o.error for o in outcomes if o.error})
                 rows.append({"model": name, "server": server, "clients": clients, "requests": len(outcomes),

@@ -2,9 +2,10 @@
 
 ``load_backend(model, "auto")`` picks the fastest path that gives the model's own answers: on a CUDA device PyTorch;
 on a CPU whichever of ONNX Runtime (when installed) and PyTorch runs a sample batch faster here, timed at start-up
-(on a 2-core Xeon ONNX Runtime ran ResNet-50 about twice as fast as PyTorch's eager forward, batched or not). The ONNX file is exported once with ``torch.onnx.export`` and cached next to the model as
-``onnx/model-<hash of the weights>.onnx`` (or under ``~/.cache/bincount/onnx`` when that folder is read-only), so
-changed weights never meet a stale export. Every export is checked against PyTorch before it serves (probabilities
+(on a 2-core Xeon ONNX Runtime ran ResNet-50 about twice as fast as PyTorch's eager forward, batched or not). The
+ONNX file is exported once with ``torch.onnx.export`` and cached next to the model as ``onnx/model-<hash>.onnx``
+(a hash of config and weights; under ``~/.cache/bincount/onnx`` when that folder is read-only), so changed weights
+never meet a stale export. Every export is checked against PyTorch before it serves (probabilities
 within 1e-4 on a sample batch); when ONNX Runtime is missing, the export fails or the check does, the backend is
 PyTorch, with one warning saying why.
 """
@@ -79,7 +80,7 @@ def load_backend(model: CountingModel, model_dir: str | Path, choice: str = "aut
     try:
         backend = OnnxBackend(export_onnx(model, model_dir, sample), threads)
         check_against_torch(backend, model, sample)
-    except Exception as error:  # any failure of the optional path leaves the PyTorch one, which always works
+    except Exception as error:  # noqa: BLE001 - any failure of the optional path leaves PyTorch, which works
         log.warning("ONNX Runtime path unavailable (%s); serving with PyTorch", " ".join(str(error).split())[:300])
         return TorchBackend(model)
     if choice == "onnx":
@@ -167,8 +168,9 @@ def export_onnx(model: CountingModel, model_dir: str | Path, sample: np.ndarray 
 
 def sample_pixels(model: CountingModel, count: int = 3) -> np.ndarray:
     """A fixed batch in the model's input shape and value range, for export and for the check."""
-    from inference.handler import pixel_values
     from PIL import Image
+
+    from inference.handler import pixel_values
 
     rng = np.random.default_rng(0)
     images = [Image.fromarray(rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)) for _ in range(count)]

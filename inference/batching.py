@@ -117,7 +117,7 @@ class DynamicBatcher:
             return
         try:
             probabilities = self.forward(np.stack([item.pixels for item in batch]))
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - handed to the requests, whatever it is
             if len(batch) == 1:
                 batch[0].future.set_exception(error)
                 return
@@ -133,5 +133,5 @@ class DynamicBatcher:
     def run_alone(self, item: Item) -> None:
         try:
             item.future.set_result(self.forward(item.pixels[None])[0])
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - handed to its request, whatever it is
             item.future.set_exception(error)

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import uvicorn
-from uvicorn.supervisors import Multiprocess
 from transformers import HfArgumentParser
+from uvicorn.supervisors import Multiprocess
 
 from core.cli import entry_point
 from inference.asgi import JsonErrorsProtocol, Options, create_app, options_env, setup_logging

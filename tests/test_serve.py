@@ -190,7 +190,8 @@ def test_bad_input_is_a_4xx_json_error_and_the_server_serves_on(server, body, co
 def test_unknown_paths_and_methods_answer_json(server):
     assert server.request("GET", "/models")[0] == 404
     assert server.request("POST", "/predict", image_bytes(), Content_Type="image/jpeg")[0] == 404
-    assert server.request("POST", "/endpoints/bad_name!/invocations", image_bytes(), Content_Type="image/jpeg")[0] == 404
+    assert server.request("POST", "/endpoints/bad_name!/invocations", image_bytes(),
+                          Content_Type="image/jpeg")[0] == 404
     status, answer = server.request("DELETE", "/invocations")
     assert status == 405 and "DELETE" in answer["error"]
 
