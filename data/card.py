@@ -9,8 +9,9 @@ from matplotlib.figure import Figure
 from core.labels import is_overflow
 
 LICENSE_NOTE = (
-    "The images and metadata come from the [Amazon Bin Image Dataset](https://registry.opendata.aws/amazon-bin-imagery/)"
-    " (`s3://aft-vbi-pds`), © Amazon.com, Inc., licensed under the [Creative Commons Attribution-NonCommercial-"
+    "The images and metadata come from the [Amazon Bin Image Dataset]"
+    "(https://registry.opendata.aws/amazon-bin-imagery/) (`s3://aft-vbi-pds`), © Amazon.com, Inc., licensed under "
+    "the [Creative Commons Attribution-NonCommercial-"
     "ShareAlike 3.0 United States licence](https://creativecommons.org/licenses/by-nc-sa/3.0/us/) (CC BY-NC-SA 3.0 "
     "US). This derived dataset (resized images, count labels) is shared under the same licence; non-commercial use "
     "only, with attribution."
@@ -47,18 +48,24 @@ def size_category(rows: int) -> str:
     return "100K<n<1M"
 
 
+def class_table(per_split: dict[str, dict[str, int]], names: list[str]) -> str:
+    """Markdown table of images per class (rows) and split (columns), with totals."""
+    lines = [f"| class | {' | '.join(per_split)} | total |", f"|---|{'---|' * len(per_split)}---|"]
+    for name in names:
+        counts = [per_split[split].get(name, 0) for split in per_split]
+        lines.append(f"| {name} | {' | '.join(map(str, counts))} | {sum(counts)} |")
+    totals = [sum(per_split[split].values()) for split in per_split]
+    lines.append(f"| **total** | {' | '.join(map(str, totals))} | {sum(totals)} |")
+    return "\n".join(lines)
+
+
 def render(report: dict, names: list[str], histogram: str, synthetic: bool) -> str:
     """Markdown card with Hub metadata: what the data is, how it was built, sizes, classes and licence."""
     per_split = report["per_class"]
     total = sum(sum(c.values()) for c in per_split.values())
-    rows = "\n".join(f"| {name} | " + " | ".join(str(per_split[s].get(name, 0)) for s in per_split) +
-                     f" | {sum(per_split[s].get(name, 0) for s in per_split)} |" for name in names)
     dropped = "\n".join(f"| {reason} | {n} |" for reason, n in sorted(report["dropped"].items())) or "| none | 0 |"
     excluded = ", ".join(f"{reason}: {n}" for reason, n in sorted(report["excluded"].items())) or "none"
-    overflow = ""
-    if is_overflow(names[-1]):
-        overflow = "; the last class means that many or more"
-    size = size_category(total)
+    overflow = "; the last class means that many or more" if is_overflow(names[-1]) else ""
     return f"""---
 license: cc-by-nc-sa-3.0
 pretty_name: ABID bin counts
@@ -69,7 +76,7 @@ tags:
 - inventory
 - amazon-bin-image-dataset
 size_categories:
-- {size}
+- {size_category(total)}
 ---
 
 # ABID bin counts
@@ -94,10 +101,7 @@ string: `121` and `00121` are different bins), `expected_quantity` (the count fr
 
 ![class histogram]({histogram})
 
-| class | {" | ".join(per_split)} | total |
-|---|{"---|" * len(per_split)}---|
-{rows}
-| **total** | {" | ".join(str(sum(per_split[s].values())) for s in per_split)} | {total} |
+{class_table(per_split, names)}
 
 ## Records left out
 

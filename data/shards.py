@@ -72,62 +72,9 @@ def process_chunk(settings: ChunkSettings, work_dir: Path, index: int, chunk: li
     reader = reader or settings.store.reader()
     dropped: list[tuple[str, str, str]] = []
     excluded: Counter[str] = Counter()
-    labelled: list[tuple[Candidate, int, int, int, str]] = []  # candidate, quantity, asins, label, split
-
-    def drop(candidate: Candidate, reason: str, detail: str = "") -> None:
-        dropped.append((candidate.image_id, reason, detail))
-
     # Labels first: metadata is small, and bins outside the count range need no image download.
-    usable = []
-    for candidate in chunk:
-        if candidate.duplicate:
-            drop(candidate, abid.DUPLICATE_ID, candidate.image_key or candidate.metadata_key or "")
-        elif candidate.image_key is None:
-            drop(candidate, abid.IMAGE_MISSING)
-        elif candidate.metadata_key is None and candidate.folder_count is None:
-            drop(candidate, abid.METADATA_MISSING)
-        else:
-            usable.append(candidate)
-    with_metadata = [c for c in usable if c.metadata_key is not None]
-    metadata = dict(zip((c.image_id for c in with_metadata),
-                        read_many(reader, (c.metadata_key for c in with_metadata), settings.io_threads)))
-    for candidate in usable:
-        if candidate.metadata_key is None:
-            quantity, asins = candidate.folder_count, -1
-        else:
-            raw = metadata[candidate.image_id]
-            try:
-                if isinstance(raw, Exception):
-                    raise abid.BadRecord(abid.READ_FAILED, f"{candidate.metadata_key}: {raw}")
-                parsed = abid.parse_metadata(raw)
-            except abid.BadRecord as bad:
-                drop(candidate, bad.reason, bad.detail)
-                continue
-            quantity, asins = parsed.expected_quantity, parsed.num_asins
-        label = settings.labels.label_of(quantity)
-        if label is None:
-            excluded[abid.COUNT_OUT_OF_RANGE] += 1
-            continue
-        split = candidate.folder_split or _list_split(settings.split_lists, candidate.image_id) \
-            or hash_split(candidate.image_id, settings.split_ratios)
-        labelled.append((candidate, quantity, asins, label, split))
-
-    rows: dict[str, list[dict]] = {}
-    images = read_many(reader, (entry[0].image_key for entry in labelled), settings.io_threads)
-    for (candidate, quantity, asins, label, split), raw in zip(labelled, images):
-        try:
-            if isinstance(raw, Exception):
-                raise abid.BadRecord(abid.READ_FAILED, f"{candidate.image_key}: {raw}")
-            image = prepare(raw, settings.shorter_side, settings.max_pixels, settings.jpeg_quality)
-        except abid.BadRecord as bad:
-            drop(candidate, bad.reason, bad.detail)
-            continue
-        rows.setdefault(split, []).append({
-            "image": {"bytes": image.data, "path": candidate.image_key},
-            "label": label, "image_id": candidate.image_id, "expected_quantity": quantity, "num_asins": asins,
-            "original_width": image.original_size[0], "original_height": image.original_size[1],
-        })
-
+    labelled = _labelled(settings, reader, chunk, dropped, excluded)
+    rows = _encoded(settings, reader, labelled, dropped)
     folder, prefix = shard_paths(work_dir, index)
     folder.mkdir(parents=True, exist_ok=True)
     for split, split_rows in rows.items():
@@ -142,6 +89,81 @@ def process_chunk(settings: ChunkSettings, work_dir: Path, index: int, chunk: li
     }
     _atomic(report_path(work_dir, index), lambda tmp: Path(tmp).write_text(json.dumps(report)))
     return report
+
+
+def _usable(chunk: list[Candidate], dropped: list[tuple[str, str, str]]) -> list[Candidate]:
+    """The candidates with an image and a label source; the others are dropped with their reason."""
+    usable = []
+    for candidate in chunk:
+        if candidate.duplicate:
+            dropped.append((candidate.image_id, abid.DUPLICATE_ID, candidate.image_key or candidate.metadata_key or ""))
+        elif candidate.image_key is None:
+            dropped.append((candidate.image_id, abid.IMAGE_MISSING, ""))
+        elif candidate.metadata_key is None and candidate.folder_count is None:
+            dropped.append((candidate.image_id, abid.METADATA_MISSING, ""))
+        else:
+            usable.append(candidate)
+    return usable
+
+
+def _labelled(settings: ChunkSettings, reader, chunk: list[Candidate], dropped: list[tuple[str, str, str]],
+              excluded: Counter) -> list[tuple[Candidate, int, int, int, str]]:
+    """(candidate, quantity, asins, label, split) of every usable bin in the selected count range."""
+    usable = _usable(chunk, dropped)
+    with_metadata = [c for c in usable if c.metadata_key is not None]
+    metadata = dict(zip((c.image_id for c in with_metadata),
+                        read_many(reader, (c.metadata_key for c in with_metadata), settings.io_threads)))
+    labelled = []
+    for candidate in usable:
+        if candidate.metadata_key is None:
+            quantity, asins = candidate.folder_count, -1
+        else:
+            raw = metadata[candidate.image_id]
+            try:
+                if isinstance(raw, Exception):
+                    raise abid.BadRecord(abid.READ_FAILED, f"{candidate.metadata_key}: {raw}")
+                parsed = abid.parse_metadata(raw)
+            except abid.BadRecord as bad:
+                dropped.append((candidate.image_id, bad.reason, bad.detail))
+                continue
+            quantity, asins = parsed.expected_quantity, parsed.num_asins
+        label = settings.labels.label_of(quantity)
+        if label is None:
+            excluded[abid.COUNT_OUT_OF_RANGE] += 1
+            continue
+        labelled.append((candidate, quantity, asins, label, _split_of(settings, candidate)))
+    return labelled
+
+
+def _split_of(settings: ChunkSettings, candidate: Candidate) -> str:
+    """The source's split folder, else the split lists, else the hash of the id."""
+    if candidate.folder_split:
+        return candidate.folder_split
+    listed = _list_split(settings.split_lists, candidate.image_id)
+    if listed:
+        return listed
+    return hash_split(candidate.image_id, settings.split_ratios)
+
+
+def _encoded(settings: ChunkSettings, reader, labelled: list[tuple[Candidate, int, int, int, str]],
+             dropped: list[tuple[str, str, str]]) -> dict[str, list[dict]]:
+    """Shard rows per split: each labelled bin's image read, checked and resized; unreadable ones dropped."""
+    rows: dict[str, list[dict]] = {}
+    images = read_many(reader, (entry[0].image_key for entry in labelled), settings.io_threads)
+    for (candidate, quantity, asins, label, split), raw in zip(labelled, images):
+        try:
+            if isinstance(raw, Exception):
+                raise abid.BadRecord(abid.READ_FAILED, f"{candidate.image_key}: {raw}")
+            image = prepare(raw, settings.shorter_side, settings.max_pixels, settings.jpeg_quality)
+        except abid.BadRecord as bad:
+            dropped.append((candidate.image_id, bad.reason, bad.detail))
+            continue
+        rows.setdefault(split, []).append({
+            "image": {"bytes": image.data, "path": candidate.image_key},
+            "label": label, "image_id": candidate.image_id, "expected_quantity": quantity, "num_asins": asins,
+            "original_width": image.original_size[0], "original_height": image.original_size[1],
+        })
+    return rows
 
 
 def chunks(stream: Iterator[Candidate], size: int) -> Iterator[tuple[int, list[Candidate]]]:

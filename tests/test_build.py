@@ -17,6 +17,7 @@ from core.labels import LabelSpace
 from data.build import main as build_main
 from data.subsets import hash_split, load_id_list
 from tests.conftest import python_env
+from tests.fixtures.abid_like import make_abid_like
 
 
 def jpeg(size=(470, 350), color=(90, 80, 70)) -> bytes:
@@ -39,6 +40,20 @@ def write_bucket(root: Path, bins: dict[str, tuple[bytes | None, bytes | None]])
         if meta is not None:
             (root / "metadata" / f"{image_id}.json").write_bytes(meta)
     return root
+
+
+@pytest.fixture(scope="session")
+def synthetic_sample(tmp_path_factory) -> Path:
+    """An ABID-layout sample generated for the session (tests/fixtures/abid_like.py): runs on any checkout."""
+    return make_abid_like(tmp_path_factory.mktemp("abid-like") / "sample")
+
+
+@pytest.fixture(params=["synthetic", pytest.param("real", marks=pytest.mark.slow)])
+def sample(request) -> Path:
+    """The builder's input: the generated sample always; the real ABID sample as an extra (slow, needs ../shared)."""
+    if request.param == "real":
+        return request.getfixturevalue("abid_sample")
+    return request.getfixturevalue("synthetic_sample")
 
 
 def build(*args: str) -> int:
@@ -90,39 +105,56 @@ def test_real_sample_moderate_excludes_large_counts(abid_sample, tmp_path):
     assert report["classes"] == ["0", "1", "2", "3", "4", "5"]
 
 
-def test_metadata_without_image_is_dropped(abid_sample, tmp_path):
+def test_metadata_without_image_is_dropped(sample, tmp_path):
     root = tmp_path / "bucket"
     (root / "metadata").mkdir(parents=True)
-    for path in (abid_sample / "metadata-only").glob("*.json"):
+    for path in (sample / "metadata-only").glob("*.json"):
         (root / "metadata" / path.name).write_bytes(path.read_bytes())
-    image_id = sorted(p.stem for p in (abid_sample / "bin-images").glob("*.jpg"))[0]
+    image_id = sorted(p.stem for p in (sample / "bin-images").glob("*.jpg"))[0]
     (root / "bin-images").mkdir()
-    (root / "bin-images" / f"{image_id}.jpg").write_bytes((abid_sample / "bin-images" / f"{image_id}.jpg").read_bytes())
-    (root / "metadata" / f"{image_id}.json").write_bytes((abid_sample / "metadata" / f"{image_id}.json").read_bytes())
+    (root / "bin-images" / f"{image_id}.jpg").write_bytes((sample / "bin-images" / f"{image_id}.jpg").read_bytes())
+    (root / "metadata" / f"{image_id}.json").write_bytes((sample / "metadata" / f"{image_id}.json").read_bytes())
     assert build("--source", str(root), "--output", str(tmp_path / "ds"), "--max_count", "-1") == 0
     report = json.loads((tmp_path / "ds" / "build_report.json").read_text())
     assert report["kept"] == 1
-    assert report["dropped"] == {"image_missing": len(list((abid_sample / "metadata-only").glob("*.json")))}
+    assert report["dropped"] == {"image_missing": len(list((sample / "metadata-only").glob("*.json")))}
 
 
-def test_subset_lists_select_the_right_ids(abid_sample, tmp_path):
+def test_real_subset_lists_hold_the_published_ids(abid_sample):
     udacity = load_id_list(abid_sample / "lists" / "udacity_file_list.json")
-    challenge = load_id_list(abid_sample / "lists" / "abid_challenge_counting_val.json")
     assert len(udacity) == 10441 and "100313" in udacity and "09915" in udacity
-    entries = json.loads((abid_sample / "lists" / "abid_challenge_counting_val.json").read_text())
+
+
+def test_subset_lists_select_the_right_ids(sample, tmp_path):
+    udacity = load_id_list(sample / "lists" / "udacity_file_list.json")
+    listed = json.loads((sample / "lists" / "udacity_file_list.json").read_text())
+    assert udacity == {Path(path).stem for paths in listed.values() for path in paths}
+    challenge = load_id_list(sample / "lists" / "abid_challenge_counting_val.json")
+    entries = json.loads((sample / "lists" / "abid_challenge_counting_val.json").read_text())
     assert len(challenge) == len(entries) and "%05d" % (entries[0][0] + 1) in challenge
-    sample_ids = {p.stem for p in (abid_sample / "bin-images").glob("*.jpg")}
-    assert build("--source", str(abid_sample), "--output", str(tmp_path / "ds"), "--max_count", "-1",
-                 "--subset", str(abid_sample / "lists" / "abid_challenge_counting_val.json")) == 0
+    sample_ids = {p.stem for p in (sample / "bin-images").glob("*.jpg")}
+    assert build("--source", str(sample), "--output", str(tmp_path / "ds"), "--max_count", "-1",
+                 "--subset", str(sample / "lists" / "abid_challenge_counting_val.json")) == 0
     assert set(rows(tmp_path / "ds")) == sample_ids & challenge
 
 
-def test_split_files_assign_splits(abid_sample, tmp_path):
-    ids = sorted(p.stem for p in (abid_sample / "bin-images").glob("*.jpg"))
+def test_ids_differing_only_by_leading_zeros_stay_two_bins(synthetic_sample, tmp_path):
+    assert build("--source", str(synthetic_sample), "--output", str(tmp_path / "ds"), "--max_count", "-1") == 0
+    built = rows(tmp_path / "ds")
+    assert {"1", "00001"} <= set(built) and built["1"]["expected_quantity"] == built["00001"]["expected_quantity"]
+    metadata = {p.stem: json.loads(p.read_text())["EXPECTED_QUANTITY"]
+                for p in (synthetic_sample / "metadata").glob("*.json")}
+    assert {i: r["expected_quantity"] for i, r in built.items()} == {i: metadata[i] for i in built}
+    assert set(built) == {p.stem for p in (synthetic_sample / "bin-images").glob("*.jpg")}
+    assert {r["label"] for r in built.values()} and all(r["label"] == r["expected_quantity"] for r in built.values())
+
+
+def test_split_files_assign_splits(sample, tmp_path):
+    ids = sorted(p.stem for p in (sample / "bin-images").glob("*.jpg"))
     train, test = ids[:30], ids[30:40]
     (tmp_path / "train.json").write_text(json.dumps({"1": [f"metadata/{i}.json" for i in train]}))
     (tmp_path / "test.json").write_text(json.dumps({"1": [f"metadata/{i}.json" for i in test]}))
-    assert build("--source", str(abid_sample), "--output", str(tmp_path / "ds"), "--max_count", "-1",
+    assert build("--source", str(sample), "--output", str(tmp_path / "ds"), "--max_count", "-1",
                  "--split_files", f"train={tmp_path / 'train.json'}", f"test={tmp_path / 'test.json'}") == 0
     built = rows(tmp_path / "ds")
     assert {i for i, r in built.items() if r["split"] == "train"} == set(train)
@@ -141,9 +173,9 @@ def test_hash_split_is_stable_and_proportional():
     assert 0.77 < splits.count("train") / 5000 < 0.83 and 0.08 < splits.count("test") / 5000 < 0.12
 
 
-def test_splits_independent_of_listing_order_and_parallelism(abid_sample, tmp_path):
-    assert build("--source", str(abid_sample), "--output", str(tmp_path / "a"), "--chunk_size", "7") == 0
-    assert build_main(["--source", str(abid_sample), "--output", str(tmp_path / "b"), "--num_proc", "2",
+def test_splits_independent_of_listing_order_and_parallelism(sample, tmp_path):
+    assert build("--source", str(sample), "--output", str(tmp_path / "a"), "--chunk_size", "7") == 0
+    assert build_main(["--source", str(sample), "--output", str(tmp_path / "b"), "--num_proc", "2",
                        "--chunk_size", "3"]) == 0
     a, b = rows(tmp_path / "a"), rows(tmp_path / "b")
     assert a == b
@@ -192,9 +224,9 @@ def test_bad_records_are_skipped_counted_and_listed(tmp_path):
 
 # ---- outputs --------------------------------------------------------------------------------------------------------
 
-def test_outputs_features_card_report_and_resize(abid_sample, tmp_path):
+def test_outputs_features_card_report_and_resize(sample, tmp_path):
     out = tmp_path / "ds"
-    assert build("--source", str(abid_sample), "--output", str(out), "--shorter_side", "128") == 0
+    assert build("--source", str(sample), "--output", str(out), "--shorter_side", "128") == 0
     dataset = load_from_disk(str(out))
     features = dataset["train"].features
     assert features["label"].names == ["0", "1", "2", "3", "4", "5"]
@@ -212,23 +244,23 @@ def test_outputs_features_card_report_and_resize(abid_sample, tmp_path):
     assert (out / "class_histogram.png").read_bytes().startswith(b"\x89PNG")
 
 
-def test_keep_original_keeps_bytes(abid_sample, tmp_path):
-    assert build("--source", str(abid_sample), "--output", str(tmp_path / "ds"), "--keep_original", "--limit", "5") == 0
+def test_keep_original_keeps_bytes(sample, tmp_path):
+    assert build("--source", str(sample), "--output", str(tmp_path / "ds"), "--keep_original", "--limit", "5") == 0
     dataset = load_from_disk(str(tmp_path / "ds")).cast_column("image", __import__("datasets").Image(decode=False))
     for split in dataset.values():
         for row in split:
-            assert row["image"]["bytes"] == (abid_sample / "bin-images" / f"{row['image_id']}.jpg").read_bytes()
+            assert row["image"]["bytes"] == (sample / "bin-images" / f"{row['image_id']}.jpg").read_bytes()
 
 
-def test_rerun_reuses_and_other_options_refuse(abid_sample, tmp_path, capsys):
+def test_rerun_reuses_and_other_options_refuse(sample, tmp_path, capsys):
     out = str(tmp_path / "ds")
-    assert build("--source", str(abid_sample), "--output", out, "--limit", "10") == 0
+    assert build("--source", str(sample), "--output", out, "--limit", "10") == 0
     stamp = (tmp_path / "ds" / "dataset_dict.json").stat().st_mtime_ns
-    assert build("--source", str(abid_sample), "--output", out, "--limit", "10") == 0
+    assert build("--source", str(sample), "--output", out, "--limit", "10") == 0
     assert (tmp_path / "ds" / "dataset_dict.json").stat().st_mtime_ns == stamp
-    assert build("--source", str(abid_sample), "--output", out, "--limit", "12") == 2
+    assert build("--source", str(sample), "--output", out, "--limit", "12") == 2
     assert "other options" in capsys.readouterr().err
-    assert build("--source", str(abid_sample), "--output", out, "--limit", "12", "--overwrite") == 0
+    assert build("--source", str(sample), "--output", out, "--limit", "12", "--overwrite") == 0
 
 
 def test_count_folders_with_and_without_split_folders(tmp_path):
@@ -255,29 +287,29 @@ def test_count_folders_with_and_without_split_folders(tmp_path):
 
 # ---- S3 through moto's server, and errors ---------------------------------------------------------------------------
 
-def test_s3_source_through_moto_matches_local_build(aws, abid_sample, tmp_path):
+def test_s3_source_through_moto_matches_local_build(aws, sample, tmp_path):
     client = s3.client()
     client.create_bucket(Bucket="abid-mirror")
-    s3.upload_dir(client, abid_sample / "bin-images", "s3://abid-mirror/data/bin-images")
-    s3.upload_dir(client, abid_sample / "metadata", "s3://abid-mirror/data/metadata")
+    s3.upload_dir(client, sample / "bin-images", "s3://abid-mirror/data/bin-images")
+    s3.upload_dir(client, sample / "metadata", "s3://abid-mirror/data/metadata")
     assert build_main(["--source", "s3://abid-mirror/data", "--endpoint_url", aws, "--output", str(tmp_path / "s3"),
                        "--num_proc", "2", "--chunk_size", "8"]) == 0
-    assert build("--source", str(abid_sample), "--output", str(tmp_path / "local")) == 0
+    assert build("--source", str(sample), "--output", str(tmp_path / "local")) == 0
     assert rows(tmp_path / "s3") == rows(tmp_path / "local")
 
 
-def test_anonymous_reads_of_a_public_bucket_and_a_clear_error_for_a_private_one(aws, abid_sample, tmp_path):
+def test_anonymous_reads_of_a_public_bucket_and_a_clear_error_for_a_private_one(aws, sample, tmp_path):
     client = s3.client()
     for bucket in ("abid-public", "abid-private"):
         client.create_bucket(Bucket=bucket)
-        s3.upload_dir(client, abid_sample / "bin-images", f"s3://{bucket}/bin-images")
-        s3.upload_dir(client, abid_sample / "metadata", f"s3://{bucket}/metadata")
+        s3.upload_dir(client, sample / "bin-images", f"s3://{bucket}/bin-images")
+        s3.upload_dir(client, sample / "metadata", f"s3://{bucket}/metadata")
     public_read = [{"Effect": "Allow", "Principal": "*", "Action": ["s3:GetObject", "s3:ListBucket"],
                     "Resource": ["arn:aws:s3:::abid-public", "arn:aws:s3:::abid-public/*"]}]
     client.put_bucket_policy(Bucket="abid-public", Policy=json.dumps({"Version": "2012-10-17",
                                                                        "Statement": public_read}))
     assert build("--source", "s3://abid-public", "--unsigned", "--output", str(tmp_path / "public")) == 0
-    assert build("--source", str(abid_sample), "--output", str(tmp_path / "local")) == 0
+    assert build("--source", str(sample), "--output", str(tmp_path / "local")) == 0
     assert rows(tmp_path / "public") == rows(tmp_path / "local")
     result = subprocess.run([sys.executable, "-m", "data.build", "--source", "s3://abid-private", "--unsigned",
                              "--output", str(tmp_path / "private")], capture_output=True, text=True,
@@ -332,8 +364,8 @@ def test_unreachable_endpoint_and_denied_access(tmp_path):
 
 # ---- multi-host builds and the Hub ----------------------------------------------------------------------------------
 
-def test_hosts_build_shards_then_assemble_to_the_same_dataset(abid_sample, tmp_path, monkeypatch):
-    common = ["--source", str(abid_sample), "--chunk_size", "6"]
+def test_hosts_build_shards_then_assemble_to_the_same_dataset(sample, tmp_path, monkeypatch):
+    common = ["--source", str(sample), "--chunk_size", "6"]
     for host in ("algo-1", "algo-2"):  # what SageMaker tells each instance
         monkeypatch.setenv("SM_HOSTS", json.dumps(["algo-1", "algo-2"]))
         monkeypatch.setenv("SM_CURRENT_HOST", host)
@@ -351,11 +383,11 @@ def test_hosts_build_shards_then_assemble_to_the_same_dataset(abid_sample, tmp_p
     assert rows(tmp_path / "assembled") == rows(tmp_path / "single")
 
 
-def test_push_to_hub_then_load_dataset(abid_sample, hub, tmp_path):
+def test_push_to_hub_then_load_dataset(sample, hub, tmp_path):
     from tests.conftest import HUB_TOKEN, hub_env
 
     env = hub_env(hub.endpoint, tmp_path / "hf-home")
-    pushed = subprocess.run([sys.executable, "-m", "data.build", "--source", str(abid_sample), "--output",
+    pushed = subprocess.run([sys.executable, "-m", "data.build", "--source", str(sample), "--output",
                              str(tmp_path / "ds"), "--push_to_hub", "user/abid-sample-counts"],
                             env=env, capture_output=True, text=True, timeout=300)
     assert pushed.returncode == 0, pushed.stderr[-3000:]

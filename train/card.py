@@ -8,23 +8,32 @@ from core.labels import counts_of, is_overflow
 from train.metrics import format_table
 
 
-def render(model_name: str, base_model: str, dataset: str, names: list[str], results: dict | None,
-           results_split: str, metrics: dict[str, float], args_summary: str) -> str:
-    """Markdown card; ``results`` are the counting metric's results on ``results_split`` (None if not evaluated)."""
+def card_data(model_name: str, base_model: str, dataset: str, results: dict | None, results_split: str
+              ) -> ModelCardData:
+    """The card's Hub metadata: licence, tags, and accuracy / RMSE as model-index results."""
     eval_results = []
     if results is not None:
-        for metric, key in (("accuracy", "accuracy"), ("rmse", "rmse")):
+        for metric in ("accuracy", "rmse"):
             eval_results.append(EvalResult(
                 task_type="image-classification", task_name="Bin item counting", dataset_type=dataset,
                 dataset_name=dataset, dataset_split=results_split, metric_type=metric, metric_name=metric,
-                metric_value=round(results[key], 4)))
-    data = ModelCardData(
+                metric_value=round(results[metric], 4)))
+    return ModelCardData(
         model_name=model_name, license="cc-by-nc-sa-3.0", library_name="transformers",
         pipeline_tag="image-classification", tags=["object-counting", "inventory", "bin-counting"],
-        datasets=[dataset] if "/" in dataset and not dataset.startswith(("/", ".")) else None,
-        base_model=base_model if "/" in base_model and not base_model.startswith(("/", ".")) else None,
+        datasets=[dataset] if _is_hub_id(dataset) else None, base_model=base_model if _is_hub_id(base_model) else None,
         eval_results=eval_results or None,
     )
+
+
+def _is_hub_id(name: str) -> bool:
+    return "/" in name and not name.startswith(("/", "."))
+
+
+def render(model_name: str, base_model: str, dataset: str, names: list[str], results: dict | None,
+           results_split: str, metrics: dict[str, float], args_summary: str) -> str:
+    """Markdown card; ``results`` are the counting metric's results on ``results_split`` (None if not evaluated)."""
+    data = card_data(model_name, base_model, dataset, results, results_split)
     table = format_table(results, names) if results is not None else "Not evaluated."
     overflow = ""
     if is_overflow(names[-1]):
