@@ -216,8 +216,3 @@ def _scalar(action: argparse.Action, value, where: str):
     if action.choices and converted not in action.choices:
         raise UsageError(f"{where} must be one of {', '.join(map(str, action.choices))}, got {value!r}")
     return converted
-
-
-def known_options() -> set[str]:
-    """Every option name train.run accepts; the SageMaker launcher rejects unknown hyperparameters with it."""
-    return {action.dest for action in parser()._actions if action.option_strings}
