@@ -17,7 +17,7 @@ import pytest
 
 from inference import app, handler
 from tests.conftest import ROOT
-from tests.test_handler import FIXED, fixed, image_bytes
+from tests.test_handler import FIXED, bomb, fixed, image_bytes
 
 REAL_BINS = ROOT.parent / "shared" / "abid-real" / "folders"
 ARTIFACTS = ROOT / "runs" / "test-artifacts"
@@ -111,11 +111,13 @@ def test_a_real_bin_gets_its_count_verdict_and_chart(page_url, browser):
 
 def test_bad_uploads_show_a_message_and_the_page_keeps_answering(page_url, browser, tmp_path):
     (tmp_path / "notes.txt").write_text("not a photo")
+    (tmp_path / "bomb.png").write_bytes(bomb())
     (tmp_path / "bin.jpg").write_bytes(image_bytes(seed=2))
     browser.goto(page_url)
-    check(browser, [tmp_path / "notes.txt", tmp_path / "bin.jpg"], "0")
-    error = browser.locator("#results .bin-error")
-    assert error.inner_text() == "notes.txt is not an image (JPEG, PNG, WEBP, BMP, GIF, TIFF)"
+    check(browser, [tmp_path / "notes.txt", tmp_path / "bomb.png", tmp_path / "bin.jpg"], "0")
+    errors = browser.locator("#results .bin-error")
+    assert errors.nth(0).inner_text() == "notes.txt is not an image (JPEG, PNG, WEBP, BMP, GIF, TIFF)"
+    assert errors.nth(1).inner_text().startswith("bomb.png is 8000x6000 pixels, over the limit")
     assert browser.locator("#results .verdict").get_attribute("data-verdict") == "mismatch"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     browser.screenshot(path=str(ARTIFACTS / "app-bad-upload.png"), full_page=True)
