@@ -8,6 +8,7 @@ The six families the project documents (ResNet, ViT, EfficientNet, ConvNeXt, Swi
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import subprocess
@@ -93,7 +94,7 @@ def test_trained_from_config_and_served_by_pipeline_and_handler(trained, arch):
 
     counter = handler.model_fn(str(out))
     answer = handler.predict(counter, handler.parse_request(
-        json.dumps({"inputs": handler.base64.b64encode(bin_image()).decode(),
+        json.dumps({"inputs": base64.b64encode(bin_image()).decode(),
                     "parameters": {"expected_quantity": 2}}), "application/json", handler.Settings()))
     assert answer["probabilities"] == pytest.approx({r["label"]: r["score"] for r in every}, abs=1e-4)
     assert answer["verdict"] in {"match", "mismatch", "uncertain"} and answer["expected_quantity"] == 2
