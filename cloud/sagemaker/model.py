@@ -26,16 +26,8 @@ from typing import Any
 from tqdm import tqdm
 
 from cloud.sagemaker.containers import PYTORCH_VERSION, TRANSFORMERS_VERSION, container_image, is_gpu, pinned
-from cloud.sagemaker.session import (
-    ROOT,
-    ConfigError,
-    check_bucket,
-    check_instance_type,
-    check_region,
-    check_role,
-    check_s3_uri,
-    session,
-)
+from cloud.sagemaker.session import ROOT, ConfigError, account, check_bucket, check_instance_type, check_region, \
+    check_s3_uri, session
 from core import labels as core_labels
 from core import storage
 
@@ -64,6 +56,9 @@ class PackageArguments:
         "help": "Where to upload model.tar.gz (default: s3://<bucket>/bincount/models/<folder>-<hash>/model.tar.gz)."})
     region: str | None = region_field()
     bucket: str | None = bucket_field()
+    onnx: bool = field(default=False, metadata={
+        "help": "Also ship the model's ONNX export (onnx/model-<weights hash>.onnx), so inference.serve run from the "
+                "package starts without exporting."})
 
 
 @dataclass
@@ -118,23 +113,40 @@ def code_files() -> dict[str, bytes]:
             "code/preprocess.py": HANDLER.with_name("preprocess.py").read_bytes()}  # the handler's fast path
 
 
-def build_tarball(tarball: Path, model_dir: Path | None = None) -> list[str]:
+def build_tarball(tarball: Path, model_dir: Path | None = None, onnx: bool = False) -> list[str]:
     """Write model.tar.gz (model files at the root, ``code/`` beside them; code only without ``model_dir``).
 
     The archive is reproducible (no time stamps or owners), so equal contents give equal bytes and the same S3 key.
     """
-    files = model_files(model_dir) if model_dir else []
+    files = [(path.name, path) for path in model_files(model_dir)] if model_dir else []
+    if onnx and model_dir:
+        export = onnx_export(model_dir)
+        files.append((f"onnx/{export.name}", export))
     with open(tarball, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0,
                                                    compresslevel=GZIP_LEVEL) as compressed, \
             tarfile.open(fileobj=compressed, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for path in files:
+        for name, path in files:
             size = path.stat().st_size
             with tqdm.wrapattr(path.open("rb"), "read", total=size, desc=f"packing {path.name}",
                                disable=size < 2**26) as file:
-                tar.addfile(_entry(path.name, size), file)
+                tar.addfile(_entry(name, size), file)
         for name, data in code_files().items():
             tar.addfile(_entry(name, len(data)), io.BytesIO(data))
         return tar.getnames()
+
+
+def onnx_export(model_dir: Path) -> Path:
+    """The model's ONNX export for inference.serve (made now unless cached; inference.backends checks it)."""
+    from inference.backends import OnnxBackend, check_against_torch, export_onnx  # torch, only when asked for
+    from inference.handler import model_fn
+
+    model = model_fn(str(model_dir))
+    try:
+        path = export_onnx(model, model_dir)
+        check_against_torch(OnnxBackend(path), model)
+    except Exception as error:  # noqa: BLE001 - the exporter fails in many types; each is the user's to hear
+        raise ConfigError(f"--onnx: the ONNX export failed ({error})") from None
+    return path
 
 
 def _entry(name: str, size: int) -> tarfile.TarInfo:
@@ -144,7 +156,7 @@ def _entry(name: str, size: int) -> tarfile.TarInfo:
 
 
 def package(model_dir: str | Path | None, s3_uri: str | None = None, region: str | None = None,
-            bucket: str | None = None) -> str:
+            bucket: str | None = None, onnx: bool = False) -> str:
     """Build model.tar.gz from a training output folder (or the code alone, for a Hub model) and upload it.
 
     Without ``s3_uri`` it goes to ``s3://<bucket>/bincount/{models/<folder>,code}-<hash>/model.tar.gz``: a new
@@ -157,7 +169,7 @@ def package(model_dir: str | Path | None, s3_uri: str | None = None, region: str
         bucket = check_bucket(bucket)
     with tempfile.TemporaryDirectory() as folder:
         tarball = Path(folder) / "model.tar.gz"
-        build_tarball(tarball, Path(model_dir) if model_dir else None)
+        build_tarball(tarball, Path(model_dir) if model_dir else None, onnx)
         if not s3_uri:
             with tarball.open("rb") as file:
                 digest = hashlib.file_digest(file, "sha256").hexdigest()[:12]
@@ -205,8 +217,8 @@ def check_model(args: ModelArguments, instance_type: str | None) -> ModelArgumen
                     if getattr(args, name) is not None}).checked()
     except ValueError as error:
         raise ConfigError(str(error)) from None
-    return replace(args, role=check_role(args.role), region=check_region(args.region),
-                   bucket=check_bucket(args.bucket))
+    role, region, bucket = account(args.role, args.region, args.bucket)
+    return replace(args, role=role, region=region, bucket=bucket)
 
 
 def build_model(args: ModelArguments, instance_type: str | None, name: str, predictor_cls: type | None = None) -> Any:

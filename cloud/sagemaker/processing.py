@@ -10,10 +10,8 @@ from cloud.sagemaker.containers import PROCESSING_CODE, PROCESSING_CONTAINER, PR
     upload_code
 from cloud.sagemaker.session import (
     ConfigError,
-    check_bucket,
+    account,
     check_instance_type,
-    check_region,
-    check_role,
     check_s3_uri,
     hub_token,
     redacted,
@@ -76,7 +74,7 @@ def process(sm: SageMakerArguments, build: ProcessingArguments, options: list[st
     from sagemaker.processing import ProcessingInput, ProcessingOutput, Processor
     from sagemaker.utils import name_from_base
 
-    role, region, bucket = check_role(sm.role), check_region(sm.region), check_bucket(sm.bucket)
+    role, region, bucket = account(sm.role, sm.region, sm.bucket)
     instance_type, prefix = check_instance_type(build.instance_type), sm.prefix.strip("/")
     if build.instance_count < 1:
         raise ConfigError("--instance_count must be at least 1")

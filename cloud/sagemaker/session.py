@@ -58,6 +58,11 @@ def check_bucket(bucket: str | None) -> str:
     return bucket
 
 
+def account(role: str | None, region: str | None, bucket: str | None) -> tuple[str, str, str]:
+    """A job's (role, region, bucket), each from its option or environment variable, each checked."""
+    return check_role(role), check_region(region), check_bucket(bucket)
+
+
 def check_instance_type(instance_type: str, local_ok: bool = False) -> str:
     """An instance type shaped like ``ml.<family>.<size>`` (``local`` / ``local_gpu`` for SageMaker local mode when
     allowed); SageMaker itself refuses a family that does not exist."""

@@ -23,10 +23,8 @@ from cloud.sagemaker.containers import (
 )
 from cloud.sagemaker.session import (
     ConfigError,
-    check_bucket,
+    account,
     check_instance_type,
-    check_region,
-    check_role,
     check_s3_uri,
     client as client_of,
     hub_token,
@@ -193,7 +191,7 @@ def estimator(sm: SageMakerArguments, job: TrainingJobArguments, data: DataChann
     a ``requests`` list (see ``session``)."""
     from sagemaker.huggingface import HuggingFace
 
-    role, region, bucket = check_role(sm.role), check_region(sm.region), check_bucket(sm.bucket)
+    role, region, bucket = account(sm.role, sm.region, sm.bucket)
     instance_type, prefix = check_instance_type(job.instance_type), sm.prefix.strip("/")
     if job.instance_count < 1:
         raise ConfigError("--instance_count must be at least 1")
