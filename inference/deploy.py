@@ -1,6 +1,6 @@
 """Serve the bin counter on SageMaker with the Hugging Face inference container (SageMaker SDK v2).
 
-    python -m inference.deploy package --model_dir runs/model
+    python -m inference.deploy package --model_dir runs/model [--onnx]
     python -m inference.deploy deploy --endpoint_name bincount --model_data s3://bucket/bincount/models/.../model.tar.gz
     python -m inference.deploy deploy --endpoint_name bincount --hub_model_id org/bincount --serverless_memory_mb 4096
     python -m inference.deploy deploy --endpoint_name bincount --model_data ... --async_output_path s3://bucket/async/
@@ -69,7 +69,7 @@ def run(command: str, groups: Iterable[Any]) -> str:
     groups = list(groups)
     if command == "package":
         (args,) = groups
-        return f"uploaded {package(args.model_dir, args.s3_uri, args.region, args.bucket)}"
+        return f"uploaded {package(args.model_dir, args.s3_uri, args.region, args.bucket, args.onnx)}"
     if command == "deploy":
         predictor = deploy(*groups)
         return f"endpoint {predictor.endpoint_name} {'in service' if groups[1].wait else 'creating'}"
