@@ -42,6 +42,15 @@ def test_profile_writes_a_trace_of_the_window_and_a_summary(tiny_dataset, tmp_pa
     assert report in caplog.text
 
 
+def test_in_a_sagemaker_job_the_profile_goes_to_the_uploaded_output_folder(tiny_dataset, tmp_path, monkeypatch,
+                                                                           one_torch_thread):
+    monkeypatch.setenv("SM_OUTPUT_DATA_DIR", str(tmp_path / "output-data"))
+    assert train_main(args(tiny_dataset, tmp_path / "out", "--profile", "--profile_steps", "2-2")) == 0
+    assert (tmp_path / "output-data" / "profile.md").read_text().startswith("# Training profile: optimizer steps 2-2")
+    assert len(list((tmp_path / "output-data" / "profile").glob("rank0.*.pt.trace.json"))) == 1
+    assert not (tmp_path / "out" / "profile.md").exists()
+
+
 def test_a_window_the_run_does_not_reach_is_refused(tiny_dataset, tmp_path, capsys):
     assert train_main(args(tiny_dataset, tmp_path, "--profile", "--profile_steps", "9-12")) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == \

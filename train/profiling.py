@@ -10,13 +10,16 @@ initialisation, cuDNN autotuning and compilation, so they would mislead). It wri
   forward-backward (with gradient clipping), optimizer (with scheduler and zero_grad) and the rest (logging,
   callbacks), images/s, and on CUDA the memory peaks and how busy the GPU was.
 
-On CUDA the callback synchronises at the step boundaries inside the window, so the split is wall time of finished work.
+In a SageMaker training job both go to ``SM_OUTPUT_DATA_DIR`` instead (``/opt/ml/output/data``), which SageMaker
+uploads as the job's ``output.tar.gz``. On CUDA the callback synchronises at the step boundaries inside the window,
+so the split is wall time of finished work.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -70,6 +73,7 @@ class StepProfiler(TrainerCallback):
         self.averages = None
         self.trace_dir: Path | None = None
         self.trace: Path | None = None
+        self.folder: Path | None = None
         self.utilization: list[int] = []
 
     def on_train_begin(self, args, state, control, **kwargs):
@@ -79,7 +83,8 @@ class StepProfiler(TrainerCallback):
         if remaining < self.last:
             logger.warning("profiling steps %d-%d: the run ends after step %d", self.first, remaining, remaining)
             self.last = remaining
-        self.trace_dir = Path(args.output_dir) / "profile"
+        self.folder = Path(os.environ.get("SM_OUTPUT_DATA_DIR") or args.output_dir)  # SageMaker uploads that one
+        self.trace_dir = self.folder / "profile"
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self.cuda else [])
         warmup = min(1, self.first - 1)
         self.profiler = profile(
@@ -158,9 +163,8 @@ class StepProfiler(TrainerCallback):
         images = args.per_device_train_batch_size * args.gradient_accumulation_steps * max(1, args.world_size)
         window = (self.first, self.first + len(self.times.step) - 1)
         report = summarize(self.averages, self.times, images, window, self.trace, self.utilization)
-        (Path(args.output_dir) / "profile.md").write_text(report)
-        logger.info("profile of training steps %d-%d (also in %s)\n%s", *window, Path(args.output_dir) / "profile.md",
-                    report)
+        (self.folder / "profile.md").write_text(report)
+        logger.info("profile of training steps %d-%d (also in %s)\n%s", *window, self.folder / "profile.md", report)
 
 
 def sampled_utilization() -> list[int]:
