@@ -1,4 +1,5 @@
-"""Endpoint autoscaling against moto's server: the scalable target and its target-tracking policy, read back."""
+"""Endpoints as production runs them, against moto's server: autoscaling (the scalable target and its target-tracking
+policy, read back) and a package that ships its ONNX export."""
 
 from __future__ import annotations
 
@@ -10,7 +11,12 @@ import pytest
 from cloud.sagemaker import autoscaling
 from cloud.sagemaker.autoscaling import Autoscale
 from core.cli import UserError
-from tests.test_deploy import cli, cloud, model_data, sagemaker, training_output  # noqa: F401 (fixtures)
+from tests import test_deploy
+from tests.test_deploy import cli
+
+# test_deploy's fixtures: moto with a bucket and role, its SageMaker client, a training output folder, its package
+cloud, sagemaker, training_output, model_data = (test_deploy.cloud, test_deploy.sagemaker,
+                                                 test_deploy.training_output, test_deploy.model_data)
 
 REGION = "us-east-1"
 
@@ -88,3 +94,26 @@ def test_bad_autoscale_settings_fail_before_any_api_call(sagemaker, argv, messag
     assert cli("deploy", "--endpoint_name", "bincount-bad", "--model_data", model_data, *argv) == 2
     assert message in capsys.readouterr().err
     assert sagemaker.list_endpoints()["Endpoints"] == []
+
+
+def test_package_onnx_ships_the_export_that_the_server_then_uses_without_exporting(cloud, training_output, tmp_path,
+                                                                                   caplog):
+    import io
+    import tarfile
+
+    from cloud import s3 as cloud_s3
+    from inference import deploy
+    from inference.backends import OnnxBackend, onnx_path
+    from inference.serve import make_server
+
+    uri = deploy.package(training_output, onnx=True)
+    bucket, key = cloud_s3.parse_s3_uri(uri)
+    with tarfile.open(fileobj=io.BytesIO(cloud_s3.get(cloud, bucket, key)), mode="r:gz") as tar:
+        assert f"onnx/{onnx_path(training_output).name}" in tar.getnames()
+        tar.extractall(tmp_path / "unpacked", filter="data")
+    with caplog.at_level("INFO"):
+        server = make_server(tmp_path / "unpacked", port=0, backend="onnx")
+    server.server_close()
+    assert isinstance(server.app.service.backend, OnnxBackend)
+    assert server.app.service.backend.path.parent == tmp_path / "unpacked" / "onnx"
+    assert not [record for record in caplog.records if "exporting" in record.getMessage()]
