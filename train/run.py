@@ -44,44 +44,17 @@ from core.cli import run_cli
 from train import audit, calibration, card, data, plots
 from train import model as models
 from train.args import CountingArguments, DataArguments, ModelArguments, OutputArguments, UsageError, parse_args
+from train.compat import CountingTrainer  # the Trainer internals we rely on, version-checked
 from train.logs import MetricLines, ProgressBars
 from train.metrics import flatten, format_table
 from train.metrics import load as load_metric
 from train.objectives import CountingLoss, EpochWeightedSampler, class_weights, sample_weights
 from train.profiling import StepProfiler
-from train.transforms import Augmentation, BinTransform, EpochSync, collate
+from train.transforms import Augmentation, BinTransform, EpochSync, EpochTagged, collate
 
 logger = logging.getLogger("train.run")
 BEST_MODEL_METRICS = {"accuracy", "rmse", "mae", "rmse_expected", "mae_expected", "off_by_one_accuracy", "f1_macro",
                       "loss"}
-
-
-class CountingTrainer(Trainer):
-    """Trainer with a replaceable training sampler (the weighted sampler) and checkpoint reloads that work for every
-    architecture.
-
-    ``save_pretrained`` writes some architectures (ViT in transformers 5) with legacy weight names — which is what
-    older transformers, e.g. in the SageMaker containers, need — but Trainer reloads checkpoints (resume, best model)
-    with a raw, non-strict ``load_state_dict`` that then silently loads nothing. Reloading through ``from_pretrained``
-    maps the names back, and the strict load proves every weight arrived.
-    """
-
-    def __init__(self, *args, train_sampler=None, **kwargs):
-        self.train_sampler = train_sampler
-        super().__init__(*args, **kwargs)
-
-    def _get_train_sampler(self, train_dataset=None):
-        return self.train_sampler or super()._get_train_sampler(train_dataset)
-
-    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
-        model = model or self.model
-        saved = type(model).from_pretrained(resume_from_checkpoint, config=model.config, use_safetensors=True)
-        model.load_state_dict(saved.state_dict())
-
-    def _load_best_model(self):
-        logger.info("loading the best model from %s (%s %s)", self.state.best_model_checkpoint,
-                    self.args.metric_for_best_model, self.state.best_metric)
-        self._load_from_checkpoint(self.state.best_model_checkpoint)
 
 
 @dataclass
@@ -172,10 +145,11 @@ def setup(data_args: DataArguments, model_args: ModelArguments, counting: Counti
     if out.profile:
         callbacks.append(StepProfiler(out.profile_steps, UsageError))
     trainer = CountingTrainer(
-        model=model, args=training, train_dataset=splits.train.with_transform(train_transform),
+        model=model, args=training, train_dataset=EpochTagged(splits.train, train_transform),
         eval_dataset=evaluation["eval"], processing_class=processor,
         data_collator=lambda examples: collate(examples, channels_last), compute_metrics=compute_metrics,
-        compute_loss_func=loss, callbacks=callbacks, train_sampler=sampler,
+        compute_loss_func=loss, callbacks=callbacks, train_sampler=sampler, epoch_of=lambda: train_transform.epoch,
+        seed=training.seed,
     )
     if trainer.pop_callback(ProgressCallback):
         trainer.add_callback(ProgressBars)

@@ -5,14 +5,17 @@ training applies a mild, count-preserving augmentation first: a random crop that
 the edges must stay in view), horizontal flips, small rotations and colour jitter. Written with PIL only.
 
 Augmentation is a pure function of (seed, epoch, image id): a resumed run, a run with another number of DataLoader
-workers and a distributed run all see exactly the same images. The epoch reaches the workers because they start
-afresh each epoch (``dataloader_persistent_workers=False``), after ``EpochSync`` has set it.
+workers, with persistent workers or without, and a distributed run all see exactly the same images. The epoch travels
+with each index: the training sampler (``EpochIndices``, in the main process, told the epoch by ``EpochSync``) hands
+out ``epoch * len + index`` and the dataset (``EpochTagged``, in the worker) splits it again. Nothing depends on
+worker processes starting afresh each epoch.
 """
 
 from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -57,13 +60,70 @@ class BinTransform:
         self.seed = seed
         self.epoch = 0
 
-    def __call__(self, batch: dict) -> dict:
+    def __call__(self, batch: dict, epoch: int | None = None) -> dict:
+        """Transform a batch of rows; augmentation uses ``epoch`` (default: the epoch last set by ``EpochSync``)."""
+        epoch = self.epoch if epoch is None else epoch
         images = [image.convert("RGB") for image in batch["image"]]
         if self.augmentation is not None:
-            images = [self.augmentation(image, random.Random(f"{self.seed}:{self.epoch}:{image_id}"))
+            images = [self.augmentation(image, random.Random(f"{self.seed}:{epoch}:{image_id}"))
                       for image, image_id in zip(images, batch["image_id"])]
         pixel_values = self.processor(images=images, return_tensors="pt")["pixel_values"]
         return {"pixel_values": pixel_values, "labels": torch.as_tensor(batch["label"])}
+
+
+class EpochTagged(torch.utils.data.Dataset):
+    """The training split addressed by ``epoch * len + index``: the worker reads the epoch from the index it is handed,
+    so augmentation follows the epoch even in workers started once for the whole run (persistent workers)."""
+
+    def __init__(self, dataset, transform: BinTransform) -> None:
+        self.dataset = dataset
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: int) -> dict:
+        return self.__getitems__([key])[0]
+
+    def __getitems__(self, keys: list[int]) -> list[dict]:
+        """A batch of items (the DataLoader asks for one batch at a time); one processor call per epoch in it."""
+        items: list[dict] = []
+        by_epoch: dict[int, list[int]] = {}
+        for key in keys:
+            epoch, index = divmod(int(key), len(self.dataset))
+            by_epoch.setdefault(epoch, []).append(index)
+        for epoch, indices in by_epoch.items():
+            out = self.transform(self.dataset[indices], epoch)
+            items += [{"pixel_values": pixels, "labels": label} for pixels, label in zip(out["pixel_values"],
+                                                                                         out["labels"])]
+        return items
+
+
+class EpochIndices(torch.utils.data.Sampler):
+    """The training order, each index offset by ``epoch * size`` for ``EpochTagged``.
+
+    The order is ``base``'s (the weighted sampler) or else a shuffle seeded by (seed, epoch): both pure functions of
+    the epoch, so a resumed run and every process of a distributed run draw the same order.
+    """
+
+    def __init__(self, size: int, epoch_of: Callable[[], int], seed: int = 0, base=None) -> None:
+        self.size = size
+        self.epoch_of = epoch_of
+        self.seed = seed
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base) if self.base is not None else self.size
+
+    def __iter__(self) -> Iterator[int]:
+        epoch = self.epoch_of()
+        if self.base is not None:
+            order = iter(self.base)
+        else:
+            order = iter(torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed * 1_000_003 +
+                                                                                          epoch)).tolist())
+        for index in order:
+            yield epoch * self.size + int(index)
 
 
 class EpochSync(TrainerCallback):

@@ -1,0 +1,97 @@
+"""Augmentation is a pure function of (seed, epoch, image id), whatever the DataLoader's worker settings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from datasets import Dataset
+from PIL import Image
+
+from train.objectives import EpochWeightedSampler
+from train.transforms import Augmentation, BinTransform, EpochIndices, EpochTagged, collate
+
+
+class ToTensor:
+    """A stand-in image processor: the image as a small float tensor, so the test sees every augmented pixel."""
+
+    def __call__(self, images, return_tensors="pt"):
+        arrays = [np.asarray(image.resize((16, 16)), dtype=np.float32) / 255 for image in images]
+        return {"pixel_values": torch.as_tensor(np.stack(arrays)).permute(0, 3, 1, 2)}
+
+
+class Clock:
+    epoch = 0
+
+
+def bins(n: int = 6) -> Dataset:
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)) for _ in range(n)]
+    return Dataset.from_dict({"image": images, "image_id": [f"{i:05d}" for i in range(n)], "label": list(range(n))})
+
+
+def epochs(loader_options: dict, clock: Clock, loader_epochs: int = 2, base=None) -> list[torch.Tensor]:
+    """The pixel batches of each epoch, the epoch set on ``clock`` before each one starts (as EpochSync does)."""
+    dataset = bins()
+    transform = BinTransform(ToTensor(), Augmentation(), seed=7)
+    sampler = EpochIndices(len(dataset), lambda: clock.epoch, seed=7, base=base)
+    loader = torch.utils.data.DataLoader(EpochTagged(dataset, transform), batch_size=4, sampler=sampler,
+                                         collate_fn=collate, **loader_options)
+    seen = []
+    for epoch in range(loader_epochs):
+        clock.epoch = epoch
+        if base is not None:
+            base.epoch = epoch
+        seen.append(torch.cat([batch["pixel_values"] for batch in loader]))
+    return seen
+
+
+@pytest.mark.parametrize("options", [{"num_workers": 2, "persistent_workers": True},
+                                     {"num_workers": 2, "persistent_workers": False}])
+def test_workers_persistent_or_not_see_the_epoch_the_main_process_sees(options):
+    reference = epochs({"num_workers": 0}, Clock())
+    assert not torch.equal(reference[0], reference[1])  # a new epoch: new crops
+    for expected, got in zip(reference, epochs(options, Clock())):
+        assert torch.equal(expected, got)
+
+
+def test_the_weighted_sampler_keeps_its_order_and_the_epoch_tags_it():
+    weights = [1.0, 2.0, 3.0, 1.0, 1.0, 5.0]
+    base = EpochWeightedSampler(weights, seed=3)
+    clock = Clock()
+    sampler = EpochIndices(len(weights), lambda: clock.epoch, base=base)
+    for epoch in (0, 1):
+        clock.epoch = base.epoch = epoch
+        assert list(sampler) == [epoch * len(weights) + int(i) for i in base]
+    persistent = epochs({"num_workers": 2, "persistent_workers": True}, Clock(), base=EpochWeightedSampler(weights, 3))
+    single = epochs({"num_workers": 0}, Clock(), base=EpochWeightedSampler(weights, 3))
+    assert all(torch.equal(a, b) for a, b in zip(persistent, single))
+
+
+def test_an_epoch_replays_exactly_and_the_shuffle_depends_only_on_seed_and_epoch():
+    clock = Clock()
+    first, again = epochs({"num_workers": 0}, clock), epochs({"num_workers": 0}, Clock())
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    orders = [list(EpochIndices(10, lambda e=epoch: e, seed=1)) for epoch in (0, 1, 0)]
+    assert orders[0] == orders[2] and orders[0] != [i - 10 for i in orders[1]]
+    assert sorted(i % 10 for i in orders[1]) == list(range(10)) and min(orders[1]) == 10
+
+
+def test_the_trainer_draws_through_the_epoch_tagged_sampler_with_persistent_workers(tiny_model_dir, tmp_path):
+    from transformers import AutoModelForImageClassification, TrainingArguments
+
+    from train.compat import CountingTrainer
+
+    transform = BinTransform(ToTensor(), Augmentation(), seed=7)
+    args = TrainingArguments(str(tmp_path), per_device_train_batch_size=4, dataloader_num_workers=2,
+                             dataloader_persistent_workers=True, remove_unused_columns=False, report_to="none",
+                             use_cpu=True)
+    trainer = CountingTrainer(model=AutoModelForImageClassification.from_pretrained(tiny_model_dir), args=args,
+                              train_dataset=EpochTagged(bins(), transform), data_collator=collate,
+                              epoch_of=lambda: transform.epoch, seed=7)
+    loader = trainer.get_train_dataloader()
+    seen = []
+    for epoch in (0, 1):
+        transform.epoch = epoch  # what EpochSync does in the main process
+        seen.append(torch.cat([batch["pixel_values"] for batch in loader]))
+    assert all(torch.equal(a, b) for a, b in zip(seen, epochs({"num_workers": 0}, Clock())))
