@@ -81,10 +81,10 @@ def test_one_hub_repo_holds_several_configs(synthetic_bucket, hub, tmp_path):
     for name, selection in (("moderate", []), ("udacity", ["--min_count", "1"])):
         pushed = subprocess.run([sys.executable, "-m", "data.build", "--source", str(synthetic_bucket), "--output",
                                  str(tmp_path / name), "--shorter_side", "96", "--limit", "60", "--num_proc", "1",
-                                 *selection, "--push_to_hub", "user/bins", "--config_name", name],
+                                 *selection, "--push_to_hub", "user/bin-configs", "--config_name", name],
                                 env=env, capture_output=True, text=True, timeout=300)
         assert pushed.returncode == 0, pushed.stderr[-3000:]
-    loaded = subprocess.run([sys.executable, "-c", LOAD_CONFIGS, "user/bins", "moderate", "udacity"], env=env,
+    loaded = subprocess.run([sys.executable, "-c", LOAD_CONFIGS, "user/bin-configs", "moderate", "udacity"], env=env,
                             capture_output=True, text=True, timeout=300)
     assert loaded.returncode == 0, loaded.stderr[-3000:]
     answer = json.loads(loaded.stdout.strip().splitlines()[-1])
