@@ -49,6 +49,7 @@ class LatencyArguments:
     threads: int | None = field(default=None, metadata={"help": "torch threads (default: torch's own choice)."})
     images: str = field(default=str(REAL_IMAGES), metadata={"help": "Folder of real JPEGs (searched recursively)."})
     synthetic: bool = field(default=False, metadata={"help": "Send 16 synthetic bins at ABID's median size instead."})
+    architectures: str = field(default="ResNet-50,ViT-B/16", metadata={"help": "Models to time, comma-separated."})
 
 
 # Shared by the benchmarks
@@ -167,7 +168,9 @@ def main() -> None:
         "median_bytes": int(np.median([len(body) for body in bodies]))}}
 
     rows, stage_rows = [], []
-    for name in ARCHITECTURES:
+    for name in args.architectures.split(","):
+        if name not in ARCHITECTURES:
+            fail(f"unknown architecture {name!r} (one of {', '.join(ARCHITECTURES)})")
         with tempfile.TemporaryDirectory() as folder:
             model = handler.model_fn(str(build_model(name, Path(folder))))
         times = time_handler_and_forward(model, bodies, args.iterations, args.warmup)
