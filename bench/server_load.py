@@ -49,6 +49,8 @@ class LoadArguments:
     json_every: int = field(default=4, metadata={"help": "Every n-th request is JSON with an expected quantity."})
     images: str = field(default=str(REAL_IMAGES), metadata={"help": "Folder of real JPEGs (searched recursively)."})
     round1: str = field(default=ROUND1, metadata={"help": "Commit of the round-1 server to compare against."})
+    baseline: bool = field(default=True, metadata={
+        "help": "Run round 1's server too (false: today's alone, e.g. a long error-free run)."})
 
 
 @dataclass
@@ -155,11 +157,10 @@ def measure(name: str, args: LoadArguments, bodies: list[bytes], folder: Path) -
     """Both servers of one architecture at every concurrency, in turn."""
     model_dir = build_model(name, folder / "model")
     old = round1_tree(args.round1, folder / "round1")
-    ports = {"round 1": free_port(), "today": free_port()}
-    servers = {"round 1": start([sys.executable, "-m", "inference.serve", "--model", str(model_dir)], old,
-                                folder / "round1.log", ports["round 1"]),
-               "today": start([sys.executable, "-m", "inference.serve", "--model", str(model_dir)], ROOT,
-                              folder / "today.log", ports["today"])}
+    ports = {"round 1": free_port(), "today": free_port()} if args.baseline else {"today": free_port()}
+    trees = {"round 1": old, "today": ROOT}
+    servers = {server: start([sys.executable, "-m", "inference.serve", "--model", str(model_dir)], trees[server],
+                             folder / f"{server.replace(' ', '')}.log", port) for server, port in ports.items()}
     rows = []
     try:
         for clients in [int(c) for c in args.clients.split(",")]:
@@ -213,13 +214,13 @@ def main() -> None:
     for name in names:
         with tempfile.TemporaryDirectory() as folder:
             rows += measure(name, args, bodies, Path(folder))
-    lines = verdicts(rows)
+    lines = verdicts(rows) if args.baseline else []
     results = {"machine": info, "machine_after": machine(), "settings": asdict(args), "rows": rows,
                "verdicts": lines, "wall_s": round(time.perf_counter() - started, 1),
                "images": {"source": args.images, "count": len(bodies)}}
     print(f"Server load, {len(bodies)} real ABID JPEGs; {describe(info)} (after: load average "
           f"{results['machine_after']['load_average'][0]})\n")
-    print(markdown_table(rows, [key for key in rows[0] if key != "error kinds"] + ["speed-up"]))
+    print(markdown_table(rows, [key for key in rows[0] if key != "error kinds"] + ["speed-up"] * args.baseline))
     print("\n" + "\n".join(lines))
     for row in rows:
         for kind in row["error kinds"]:
