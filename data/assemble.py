@@ -111,13 +111,13 @@ def fetch_shards(sources: list[str], work_dir: Path) -> None:
 
 def push(output: Path, repo_id: str, private: bool, config_name: str = "default") -> None:
     """Publish the dataset, then its card and histogram, so ``load_dataset(repo_id)`` works; a named configuration
-    goes to ``data/<name>/`` (the Hub viewer's layout) beside the others, ``load_dataset(repo_id, name)``."""
+    goes to ``<name>/`` (datasets' own layout) beside the others, ``load_dataset(repo_id, name)``. Never under the
+    default configuration's ``data/``: its next push deletes whatever else lies there."""
     from datasets import load_from_disk
     from huggingface_hub import DatasetCard, HfApi
 
     named = config_name != "default"
-    load_from_disk(str(output)).push_to_hub(repo_id, private=private, config_name=config_name,
-                                            data_dir=f"data/{config_name}" if named else None)
+    load_from_disk(str(output)).push_to_hub(repo_id, private=private, config_name=config_name)
     hub_card = DatasetCard.load(repo_id, repo_type="dataset")
     ours = DatasetCard((output / "README.md").read_text())
     for key in ("dataset_info", "configs"):  # what load_dataset reads from the card the Hub generated

@@ -95,7 +95,7 @@ class OutputArguments:
     push_to_hub: str | None = field(default=None, metadata={"help": "Hub dataset id to publish to (token: HF_TOKEN)."})
     private: bool = field(default=False, metadata={"help": "Create the Hub dataset as private."})
     config_name: str = field(default="default", metadata={
-        "help": "Hub configuration to publish as (files under data/<name>/), so one dataset repo holds several "
+        "help": "Hub configuration to publish as (files under <name>/), so one dataset repo holds several "
                 "(moderate, udacity, hard): load_dataset(ID, NAME)."})
 
 

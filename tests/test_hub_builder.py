@@ -64,7 +64,7 @@ repo = sys.argv[1]
 answer = {"files": sorted(HfApi().list_repo_files(repo, repo_type="dataset")),
           "card": open(hf_hub_download(repo, "README.md", repo_type="dataset")).read()}
 for name in sys.argv[2:]:
-    ds = load_dataset(repo, name)
+    ds = load_dataset(repo, None if name == "default" else name)
     answer[name] = {"names": ds["train"].features["label"].names, "rows": {s: sorted(ds[s]["image_id"]) for s in ds}}
 print(json.dumps(answer))
 """
@@ -78,22 +78,28 @@ def test_one_hub_repo_holds_several_configs(synthetic_bucket, hub, tmp_path):
     from tests.conftest import hub_env
 
     env = hub_env(hub.endpoint, tmp_path / "hf-home")
-    for name, selection in (("moderate", []), ("udacity", ["--min_count", "1"])):
+    # The default configuration last: its push clears its own data/ folder and must leave the named ones alone.
+    pushes = (("moderate", "moderate", []), ("udacity", "udacity", ["--min_count", "1"]), ("default", "moderate", []))
+    for name, build, selection in pushes:
         pushed = subprocess.run([sys.executable, "-m", "data.build", "--source", str(synthetic_bucket), "--output",
-                                 str(tmp_path / name), "--shorter_side", "96", "--limit", "60", "--num_proc", "1",
+                                 str(tmp_path / build), "--shorter_side", "96", "--limit", "60", "--num_proc", "1",
                                  *selection, "--push_to_hub", "user/bin-configs", "--config_name", name],
                                 env=env, capture_output=True, text=True, timeout=300)
         assert pushed.returncode == 0, pushed.stderr[-3000:]
-    loaded = subprocess.run([sys.executable, "-c", LOAD_CONFIGS, "user/bin-configs", "moderate", "udacity"], env=env,
-                            capture_output=True, text=True, timeout=300)
+    loaded = subprocess.run([sys.executable, "-c", LOAD_CONFIGS, "user/bin-configs", "moderate", "udacity", "default"],
+                            env=env, capture_output=True, text=True, timeout=300)
     assert loaded.returncode == 0, loaded.stderr[-3000:]
     answer = json.loads(loaded.stdout.strip().splitlines()[-1])
-    for name, names in (("moderate", [str(i) for i in range(6)]), ("udacity", [str(i) for i in range(1, 6)])):
-        local = load_from_disk(str(tmp_path / name))
-        assert answer[name]["names"] == names
+    configs = (("default", "moderate", "data/", 0), ("moderate", "moderate", "moderate/", 0),
+               ("udacity", "udacity", "udacity/", 1))  # name, build folder, folder in the repo, lowest class
+    for name, build, folder, lowest in configs:
+        local = load_from_disk(str(tmp_path / build))
+        assert answer[name]["names"] == [str(i) for i in range(lowest, 6)]
         assert answer[name]["rows"] == {s: sorted(local[s]["image_id"]) for s in local if len(local[s])}
-        assert any(f.startswith(f"data/{name}/train-") and f.endswith(".parquet") for f in answer["files"])
+        parquet = [f for f in answer["files"] if f.startswith(folder) and f.endswith(".parquet")]
+        assert any(f.startswith(f"{folder}train-") for f in parquet) and all(f.count("/") == 1 for f in parquet)
     card = answer["card"]
     assert "configs:" in card and "config_name: moderate" in card and "config_name: udacity" in card
-    assert "data/udacity/train-*" in card and "CC BY-NC-SA 3.0 US" in card
+    assert "config_name: default" in card and "CC BY-NC-SA 3.0 US" in card
+    assert "path: udacity/train-*" in card and "path: data/train-*" in card
     assert "class_histogram_udacity.png" in answer["files"] and "class_histogram_moderate.png" in answer["files"]
