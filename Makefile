@@ -5,6 +5,8 @@ VENV := .venv
 CONTAINER_VENV := .venv-container
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+# Two test processes (pytest-xdist), one test file each at a time: the suite is mostly single-threaded work.
+PYTEST_WORKERS ?= 2
 
 .PHONY: demo test test-all bench bench-gpu venv browser clean
 
@@ -38,10 +40,10 @@ demo: $(VENV)/.ready
 	$(PY) -m demo $(DEMO_ARGS)
 
 test: venv browser
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-all: venv browser
-	$(PY) -m pytest -m "" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "" -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # Benchmarks print Markdown tables and write bench/results/*.json; run them on a quiet machine.
 BENCHES := synthetic_speed build_speed train_throughput objective handler_latency server_load
