@@ -72,14 +72,7 @@ class Setup:
 def setup(data_args: DataArguments, model_args: ModelArguments, counting: CountingArguments, out: OutputArguments,
           training) -> Setup:
     """Check the arguments, then load the data, model and processor, and assemble the trainer."""
-    # Check the arguments
-    if training.hub_token:
-        raise UsageError("pass the Hub token in the HF_TOKEN environment variable, never as an argument")
-    metric_name = training.metric_for_best_model.removeprefix("eval_")
-    if metric_name not in BEST_MODEL_METRICS:
-        raise UsageError(f"--metric_for_best_model must be one of {', '.join(sorted(BEST_MODEL_METRICS))}")
-    training.greater_is_better = not any(part in metric_name for part in ("loss", "rmse", "mae"))
-    push_to_hub, training.push_to_hub = training.push_to_hub, False  # pushed by run(), with our card and metrics
+    push_to_hub = check_arguments(training)
     set_seed(training.seed)
     if counting.torch_threads:
         torch.set_num_threads(counting.torch_threads)
@@ -90,8 +83,58 @@ def setup(data_args: DataArguments, model_args: ModelArguments, counting: Counti
     logger.info("classes %s; %d train, %d validation, %s test images", splits.names, len(splits.train),
                 len(splits.validation), len(splits.test) if splits.test is not None else "no")
 
-    # Load the model and its image processor
-    model, processor = models.load(model_args, splits.names)
+    # Load the model and its image processor, and find the checkpoint to resume from
+    model, processor, channels_last = load_model(model_args, counting, splits.names)
+    checkpoint = find_checkpoint(training, out, model)
+
+    # Prepare the transforms: augmentation in the workers, then the model's own processor
+    augmentation = None
+    if counting.augment:
+        augmentation = Augmentation(counting.crop_scale, counting.rotation_degrees, counting.color_jitter)
+    train_transform = BinTransform(processor, augmentation, training.seed)
+    eval_transform = BinTransform(processor)
+    evaluation = {"eval": splits.validation.with_transform(eval_transform)}
+    if splits.test is not None:
+        evaluation["test"] = splits.test.with_transform(eval_transform)
+
+    # The objective
+    loss, sampler = objective(counting, training, splits)
+
+    # Initialize our trainer
+    metric = load_metric()
+    counts = np.asarray(splits.counts)
+
+    def compute_metrics(prediction) -> dict[str, float]:
+        return flatten(score(metric, prediction.predictions, prediction.label_ids, counts))
+
+    trainer = CountingTrainer(
+        model=model, args=training, train_dataset=EpochTagged(splits.train, train_transform),
+        eval_dataset=evaluation["eval"], processing_class=processor,
+        data_collator=lambda examples: collate(examples, channels_last), compute_metrics=compute_metrics,
+        compute_loss_func=loss, callbacks=callbacks(counting, out, training, [train_transform, sampler]),
+        train_sampler=sampler, epoch_of=lambda: train_transform.epoch, seed=training.seed,
+    )
+    if trainer.pop_callback(ProgressCallback):
+        trainer.add_callback(ProgressBars)
+    return Setup(trainer, splits, evaluation, checkpoint, Path(out.model_dir or training.output_dir), push_to_hub)
+
+
+def check_arguments(training) -> bool:
+    """Refuse what would leak or mislead; return whether to push (run() pushes, with our card and metrics)."""
+    if training.hub_token:
+        raise UsageError("pass the Hub token in the HF_TOKEN environment variable, never as an argument")
+    metric_name = training.metric_for_best_model.removeprefix("eval_")
+    if metric_name not in BEST_MODEL_METRICS:
+        raise UsageError(f"--metric_for_best_model must be one of {', '.join(sorted(BEST_MODEL_METRICS))}")
+    training.greater_is_better = not any(part in metric_name for part in ("loss", "rmse", "mae"))
+    push_to_hub = training.push_to_hub
+    training.push_to_hub = False
+    return push_to_hub
+
+
+def load_model(model_args: ModelArguments, counting: CountingArguments, names: list[str]):
+    """The model (headed for ``names``) and its processor, sized as asked; and whether to train channels-last."""
+    model, processor = models.load(model_args, names)
     if counting.calibrate:
         calibration.heads(model)  # a model whose head cannot be found is refused now, not after training
     if counting.image_size:
@@ -101,59 +144,46 @@ def setup(data_args: DataArguments, model_args: ModelArguments, counting: Counti
         channels_last = torch.cuda.is_available() and models.is_convolutional(model)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
+    return model, processor, channels_last
 
-    # Find the checkpoint to resume from
+
+def find_checkpoint(training, out: OutputArguments, model) -> str | None:
+    """The checkpoint to resume from: the one asked for, else the output folder's last (none with --overwrite)."""
     checkpoint = training.resume_from_checkpoint
     if Path(training.output_dir).is_dir() and checkpoint is None:
         if out.overwrite and training.process_index == 0:
             for old in Path(training.output_dir).glob("checkpoint-*"):
                 shutil.rmtree(old)
-        checkpoint = None if out.overwrite else get_last_checkpoint(training.output_dir)
+        if not out.overwrite:
+            checkpoint = get_last_checkpoint(training.output_dir)
     if checkpoint:
         models.check_resumable(checkpoint, model.config)
         logger.info("resuming from %s", checkpoint)
+    return checkpoint
 
-    # Prepare the transforms: augmentation in the workers, then the model's own processor
-    augmentation = Augmentation(counting.crop_scale, counting.rotation_degrees, counting.color_jitter) \
-        if counting.augment else None
-    train_transform = BinTransform(processor, augmentation, training.seed)
-    eval_transform = BinTransform(processor)
-    evaluation = {"eval": splits.validation.with_transform(eval_transform)}
-    if splits.test is not None:
-        evaluation["test"] = splits.test.with_transform(eval_transform)
 
-    # The objective
+def objective(counting: CountingArguments, training, splits: data.Splits):
+    """The loss (cross-entropy, count-aware or ordinal, class-weighted as asked) and the optional weighted sampler."""
     labels = splits.train["label"]
+    count_weight = counting.count_loss_weight if counting.objective == "count_aware" else 0.0
+    neighbour_mass = counting.neighbour_mass if counting.objective == "ordinal" else 0.0
     loss = CountingLoss(splits.counts, class_weights(labels, len(splits.names), counting.class_weighting),
-                        training.label_smoothing_factor,
-                        counting.count_loss_weight if counting.objective == "count_aware" else 0.0,
-                        counting.neighbour_mass if counting.objective == "ordinal" else 0.0)
-    sampler = EpochWeightedSampler(sample_weights(labels, len(splits.names)), training.seed) \
-        if counting.weighted_sampler else None
+                        training.label_smoothing_factor, count_weight, neighbour_mass)
+    sampler = None
+    if counting.weighted_sampler:
+        sampler = EpochWeightedSampler(sample_weights(labels, len(splits.names)), training.seed)
+    return loss, sampler
 
-    # Initialize our trainer
-    metric = load_metric()
-    counts = np.asarray(splits.counts)
 
-    def compute_metrics(prediction) -> dict[str, float]:
-        return flatten(score(metric, prediction.predictions, prediction.label_ids, counts))
-
-    callbacks = [MetricLines(training.per_device_train_batch_size * training.gradient_accumulation_steps *
-                             max(1, training.world_size)), EpochSync([train_transform, sampler])]
+def callbacks(counting: CountingArguments, out: OutputArguments, training, epoch_aware: list) -> list:
+    """Metric lines for SageMaker's regexes, the epoch for augmentation, early stopping and the profiler."""
+    images_per_step = training.per_device_train_batch_size * training.gradient_accumulation_steps
+    found = [MetricLines(images_per_step * max(1, training.world_size)), EpochSync(epoch_aware)]
     if counting.early_stopping_patience:
-        callbacks.append(EarlyStoppingCallback(counting.early_stopping_patience))
+        found.append(EarlyStoppingCallback(counting.early_stopping_patience))
     if out.profile:
-        callbacks.append(StepProfiler(out.profile_steps, UsageError))
-    trainer = CountingTrainer(
-        model=model, args=training, train_dataset=EpochTagged(splits.train, train_transform),
-        eval_dataset=evaluation["eval"], processing_class=processor,
-        data_collator=lambda examples: collate(examples, channels_last), compute_metrics=compute_metrics,
-        compute_loss_func=loss, callbacks=callbacks, train_sampler=sampler, epoch_of=lambda: train_transform.epoch,
-        seed=training.seed,
-    )
-    if trainer.pop_callback(ProgressCallback):
-        trainer.add_callback(ProgressBars)
-    return Setup(trainer, splits, evaluation, checkpoint, Path(out.model_dir or training.output_dir), push_to_hub)
+        found.append(StepProfiler(out.profile_steps, UsageError))
+    return found
 
 
 def resize_to(processor, side: int) -> None:
@@ -178,13 +208,7 @@ def run(data_args: DataArguments, model_args: ModelArguments, counting: Counting
     # Train, then predict validation and test with the best model (scored below, once each)
     train_result = trainer.train(resume_from_checkpoint=run_setup.checkpoint)
     metrics = {k if k.startswith("train_") else f"train_{k}": v for k, v in train_result.metrics.items()}
-    trainer.compute_metrics = None
-    outputs = {}
-    for prefix, dataset in run_setup.evaluation.items():
-        prediction = trainer.predict(dataset, metric_key_prefix=prefix)
-        logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
-        outputs[prefix] = (np.asarray(logits, dtype=np.float64), np.asarray(prediction.label_ids))
-        metrics |= prediction.metrics
+    outputs = predict_splits(trainer, run_setup.evaluation, metrics)
 
     # Calibrate: fit T on validation and bake it into the classifier
     run_setup.model_dir.mkdir(parents=True, exist_ok=True)
@@ -228,6 +252,20 @@ def run(data_args: DataArguments, model_args: ModelArguments, counting: Counting
             push(run_setup.model_dir, training.hub_model_id or run_setup.model_dir.name,
                  bool(training.hub_private_repo))
     return metrics
+
+
+def predict_splits(trainer: Trainer, evaluation: dict, metrics: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Logits and labels of each split, predicted once (scored later, after calibration); adds the run's timings."""
+    trainer.compute_metrics = None
+    outputs = {}
+    for prefix, dataset in evaluation.items():
+        prediction = trainer.predict(dataset, metric_key_prefix=prefix)
+        logits = prediction.predictions
+        if isinstance(logits, tuple):
+            logits = logits[0]
+        outputs[prefix] = (np.asarray(logits, dtype=np.float64), np.asarray(prediction.label_ids))
+        metrics |= prediction.metrics
+    return outputs
 
 
 def run_audit(named: dict, temperature: float, names: list[str], counting: CountingArguments, seed: int,
