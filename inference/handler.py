@@ -9,20 +9,12 @@ Requests
     "parameters": {"expected_quantity": n | [n or null, ...], "top_k": k, "match_threshold": t,
     "mismatch_threshold": t}}`` with every parameter optional and ``expected_quantity`` shaped like ``inputs``.
 
-Response (``application/json``): one object per image; a single image (raw body or a base64 string) gives one object,
-a list gives a list in the same order::
-
-    {
-      "count": 3,                        # the most probable count (a "K+" class reads as K)
-      "label": "3",                      # that class's name
-      "probabilities": {"0": 0.01, ...}, # every class, in class order; sums to 1
-      "expected_count": 2.87,            # probability-weighted mean count ("K+" counts as K: a lower bound)
-      "top_k": [{"label": "3", "count": 3, "probability": 0.61}, ...],  # only when top_k is given
-      "expected_quantity": 3,            # verify mode only (expected_quantity given for this image) ...
-      "match_probability": 0.61,         # ... P(the bin holds exactly that many); null when the model cannot say
-      "verdict": "match",                # ... "match" | "mismatch" | "uncertain"
-      "reason": "..."                    # ... only when the model cannot represent the expected quantity
-    }
+Response (``application/json``): one object per image (a single image gives one object, a list a list in order) with
+``count`` (the most probable count; "K+" reads as K), ``label``, ``probabilities`` (every class, in class order),
+``expected_count`` (probability-weighted; "K+" counts as K), ``top_k`` when asked, and in verify mode
+``expected_quantity``, ``match_probability`` (P(exactly that many), null when the labels cannot say), ``verdict``
+(match | mismatch | uncertain) and a ``reason`` when the model cannot represent the quantity. README "Serve" has an
+example.
 
 Verify mode: ``match`` when P(expected) >= match threshold (default 0.5: then more likely than all other counts
 together); ``mismatch`` when P(expected) <= mismatch threshold (default 0.1: 90% of the probability says otherwise,
