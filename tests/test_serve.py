@@ -323,12 +323,22 @@ def test_metrics_count_requests_by_status_latency_batches_and_queue(server):
     assert "bincount_queue_depth 0.0" in text
 
 
+def logged_lines(server, text: str, timeout_s: float = 10.0) -> list[str]:
+    """The server's log lines holding text, waiting for them: the line is written once the response has gone out."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        lines = [line for line in server.log.read_text().splitlines() if text in line]
+        if lines or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.05)
+
+
 def test_each_request_is_one_log_line_with_its_id_method_path_status_and_time(server):
     path = f"/ping?probe={uuid.uuid4().hex}"
     status, _, response = server.exchange("GET", path)
     request_id = response.getheader("X-Request-Id")
     assert status == 200 and re.fullmatch(r"[0-9a-f]{32}", request_id)
-    lines = [line for line in server.log.read_text().splitlines() if path in line]
+    lines = logged_lines(server, path)
     assert len(lines) == 1 and lines[0].split()[-5:-2] == ["GET", path, "200"] and lines[0].endswith(" ms")
     assert f"[{request_id}]" in lines[0]
     assert server.exchange("GET", "/ping", X_Request_Id="client-id-7")[2].getheader("X-Request-Id") == "client-id-7"
