@@ -16,6 +16,10 @@ TINY_CONFIGS = ROOT / "train" / "configs"
 os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Test processes already run side by side, one per core: a second thread in each (and in the entry points they
+    # start, which inherit this) only makes them wait on each other.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def python_env(**extra: str) -> dict[str, str]:

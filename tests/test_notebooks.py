@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -46,6 +47,7 @@ def test_explore_dataset(tmp_path):
     assert images(notebook) >= 3  # histogram, sample grid, image sizes
 
 
+@pytest.mark.slow  # 45 s; train.run's own tests cover what it calls
 def test_train_and_evaluate(tmp_path):
     notebook = execute("02_train_and_evaluate.ipynb", WORKDIR=str(tmp_path), NUM_IMAGES=200, EPOCHS=1,
                        EXTRA_ARGS=["--dataloader_num_workers", "0", "--max_eval_samples", "24"])
@@ -55,6 +57,7 @@ def test_train_and_evaluate(tmp_path):
     assert images(notebook) >= 2  # confusion matrix, training curves (+ the error gallery when it has errors)
 
 
+@pytest.mark.slow  # 80 s; tests/test_sagemaker.py and test_deploy.py cover the jobs and endpoints it drives
 def test_sagemaker_locally(tmp_path):
     notebook = execute("03_sagemaker.ipynb", WORKDIR=str(tmp_path), NUM_IMAGES=40)
     text = outputs(notebook)
