@@ -276,10 +276,12 @@ def test_config_file_sets_options_and_the_command_line_overrides_it(tmp_path):
     ('{"learning_rate": ', "does not parse"),
     ('{"lerning_rate": 0.1}', "unknown option 'lerning_rate'"),
     ('{"learning_rate": "fast"}', "option 'learning_rate'"),
-    ('{"num_train_epochs": true}', "option 'num_train_epochs' must be a number"),
-    ('{"per_device_train_batch_size": 2.5}', "option 'per_device_train_batch_size' must be an integer"),
-    ('{"objective": "hinge"}', "option 'objective' must be one of"),
-    ('{"augment": 3}', "option 'augment' must be true or false"),
+    ('{"num_train_epochs": true}', "option 'num_train_epochs': invalid float value"),
+    ('{"per_device_train_batch_size": 2.5}', "option 'per_device_train_batch_size': invalid int value"),
+    ('{"objective": "hinge"}', "option 'objective': invalid choice"),
+    ('{"augment": 3}', "option 'augment': Truthy value expected"),
+    ('{"learning_rate": [0.1, 0.2]}', "option 'learning_rate' takes one value"),
+    ('{"config": "other.json"}', "unknown option 'config'"),
     ('[1, 2]', "must hold an object"),
 ])
 def test_bad_config_fails_with_one_line_naming_file_and_key(tmp_path, capsys, text, message):
@@ -287,6 +289,12 @@ def test_bad_config_fails_with_one_line_naming_file_and_key(tmp_path, capsys, te
     recipe.write_text(text)
     line = fail(capsys, ["--config", str(recipe), "--output_dir", str(tmp_path / "out")])
     assert str(recipe) in line and message in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_command_line_option_fails_with_one_line(tmp_path, capsys):
+    line = fail(capsys, ["--output_dir", str(tmp_path / "out"), "--overwrite_output_dir", "true"])
+    assert line == "error: unknown option '--overwrite_output_dir' (see python -m train.run --help)"
     assert not (tmp_path / "out").exists()
 
 

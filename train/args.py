@@ -19,7 +19,6 @@ from pathlib import Path
 import torch
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
-from transformers.hf_argparser import string_to_bool
 
 from core.cli import UserError
 
@@ -153,13 +152,16 @@ def parse_args(argv: list[str] | None = None) -> tuple:
     pre.add_argument("--config")
     config = pre.parse_known_args(argv)[0].config
     if config:
-        parse.set_defaults(**read_config(config, parse))
-    return parse.parse_args_into_dataclasses(argv)
+        parse.set_defaults(**read_config(config))
+    *groups, unknown = parse.parse_args_into_dataclasses(argv, return_remaining_strings=True)
+    if unknown:
+        raise UsageError(f"unknown option {unknown[0]!r} (see python -m train.run --help)")
+    return tuple(groups)
 
 
-def read_config(path: str, parse: HfArgumentParser) -> dict:
-    """The file's options, checked against the parser and converted to their types; UsageError names the file and
-    the key of the first problem."""
+def read_config(path: str) -> dict:
+    """The file's options, each parsed by train.run's own parser as if given on the command line; UsageError names
+    the file and the key of the first problem."""
     file = Path(path)
     if not file.is_file() and not file.is_absolute() and (ROOT / file).is_file():
         file = ROOT / file  # a recipe named relative to the repository, from another working directory
@@ -172,47 +174,53 @@ def read_config(path: str, parse: HfArgumentParser) -> dict:
         raise UsageError(f"config {path} does not parse: {' '.join(str(error).split())}") from None
     if not isinstance(values, dict):
         raise UsageError(f"config {path} must hold an object of option names and values")
-    actions = {}
-    for action in parse._actions:
-        if action.option_strings and action.type is not None:
-            actions.setdefault(action.dest, action)
+    reader = _ConfigReader()
     converted = {}
     for key, value in values.items():
-        if key not in actions or key == "config":
-            raise UsageError(f"config {path}: unknown option {key!r} (see python -m train.run --help)")
-        converted[key] = _convert(actions[key], value, f"config {path}: option {key!r}")
+        converted |= reader.option(str(key), value, f"config {path}")
         if key in REPOSITORY_PATHS and isinstance(value, str) and not Path(value).exists() and (ROOT / value).exists():
             converted[key] = str(ROOT / value)
     return converted
 
 
-def _convert(action: argparse.Action, value, where: str):
-    """A config value as the parser would have made it from the command line."""
-    if value is None:
-        return None
-    if action.nargs in ("+", "*"):
-        if not isinstance(value, list):
-            raise UsageError(f"{where} must be a list")
-        return [_scalar(action, item, where) for item in value]
-    return _scalar(action, value, where)
+class _ConfigReader(HfArgumentParser):
+    """train.run's parser, reading one config option at a time: a problem raises instead of exiting."""
+
+    class Problem(Exception):
+        pass
+
+    def __init__(self) -> None:
+        super().__init__(ARGUMENT_GROUPS, allow_abbrev=False)
+        self.unset = object()
+        self.destinations = set(vars(self.parse_known_args([])[0]))
+        self.set_defaults(**dict.fromkeys(self.destinations, self.unset))
+
+    def error(self, message: str):
+        raise self.Problem(message.split(": ", 1)[-1])  # argparse's "argument --key: " prefix; the caller names it
+
+    def option(self, key: str, value, where: str) -> dict:
+        """{destination: value} for one file entry, as ``--key value`` would set it."""
+        if key == "config" or key.startswith("-"):
+            raise UsageError(f"{where}: unknown option {key!r} (see python -m train.run --help)")
+        if value is None and key in self.destinations:
+            return {key: None}
+        try:
+            parsed, left = self.parse_known_args([f"--{key}", *_tokens(value)])
+        except self.Problem as problem:
+            raise UsageError(f"{where}: option {key!r}: {problem}") from None
+        if left and left[0] == f"--{key}":
+            raise UsageError(f"{where}: unknown option {key!r} (see python -m train.run --help)")
+        if left:
+            raise UsageError(f"{where}: option {key!r} takes one value, got {value!r}")
+        return {dest: got for dest, got in vars(parsed).items() if got is not self.unset}
 
 
-def _scalar(action: argparse.Action, value, where: str):
-    kind = action.type
-    if isinstance(value, (dict, list)):
-        if kind is str:  # options such as lr_scheduler_kwargs take a JSON object
-            return value
-        raise UsageError(f"{where} must be a single value, got {type(value).__name__}")
-    if kind in (int, float) and (isinstance(value, bool) or not isinstance(value, (int, float, str))):
-        raise UsageError(f"{where} must be a number, got {value!r}")
-    if kind is int and isinstance(value, float) and not value.is_integer():
-        raise UsageError(f"{where} must be an integer, got {value!r}")
-    if kind is string_to_bool and not isinstance(value, (bool, str)):
-        raise UsageError(f"{where} must be true or false, got {value!r}")
-    try:
-        converted = str(value) if kind is str else kind(value)
-    except (ValueError, TypeError, argparse.ArgumentTypeError):
-        raise UsageError(f"{where} has the wrong type or value: {value!r}") from None
-    if action.choices and converted not in action.choices:
-        raise UsageError(f"{where} must be one of {', '.join(map(str, action.choices))}, got {value!r}")
-    return converted
+def _tokens(value) -> list[str]:
+    """A config value as command-line words: lists are several words, objects one JSON word."""
+    if isinstance(value, list):
+        return [word for item in value for word in _tokens(item)]
+    if isinstance(value, bool):
+        return ["true" if value else "false"]
+    if isinstance(value, dict):
+        return [json.dumps(value)]
+    return [str(value)]
