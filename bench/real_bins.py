@@ -38,6 +38,7 @@ from transformers import AutoConfig, AutoModelForImageClassification, HfArgument
 from transformers.optimization import get_cosine_schedule_with_warmup
 
 from bench.report import RESULTS, describe, fail, machine, markdown_table
+from core import verify as rule
 from train import audit, calibration
 from train.objectives import CountingLoss
 from train.transforms import Augmentation
@@ -278,7 +279,7 @@ def scored(run: dict) -> dict[str, float]:
     played = audit.audit(calibration.softmax(logits / temperature), test, NAMES, thresholds, 0.5,
                          1000 * run["seed"] + run["fold"])["at_thresholds"]
     row |= {f"audit_{key}": played[key] for key in ("false_alarm", "caught_1", "caught_2", "uncertain")}
-    as_trained = audit.audit(calibration.softmax(logits), test, NAMES, audit.BUILT_IN, 0.5,
+    as_trained = audit.audit(calibration.softmax(logits), test, NAMES, rule.BUILT_IN, 0.5,
                              1000 * run["seed"] + run["fold"])["at_thresholds"]
     row |= {"raw_false_alarm": as_trained["false_alarm"], "raw_caught_2": as_trained["caught_2"]}
     return row | {"train_s": run["train_s"]}

@@ -16,11 +16,10 @@ Response (``application/json``): one object per image (a single image gives one 
 (match | mismatch | uncertain) and a ``reason`` when the model cannot represent the quantity. README "Serve" has an
 example.
 
-Verify mode: ``match`` when P(expected) >= match threshold (default 0.5: then more likely than all other counts
-together); ``mismatch`` when P(expected) <= mismatch threshold (default 0.1: 90% of the probability says otherwise,
-so a recount is rarely a false alarm); ``uncertain`` in between. A "K+" class answers for every quantity >= K; one the
-labels cannot represent is ``uncertain`` with a reason. Thresholds: the request's ``parameters``, else
-BINCOUNT_MATCH_THRESHOLD / BINCOUNT_MISMATCH_THRESHOLD, else the model folder's ``verify.json``, else 0.5 / 0.1.
+Verify mode follows ``core/verify.py`` (match / mismatch / uncertain from P(expected)). A "K+" class answers for
+every quantity >= K; one the labels cannot represent is ``uncertain`` with a reason. Thresholds: the request's
+``parameters``, else BINCOUNT_MATCH_THRESHOLD / BINCOUNT_MISMATCH_THRESHOLD, else the model folder's ``verify.json``,
+else 0.5 / 0.1.
 
 Errors are ``{"error": "<one line>"}`` with a 4xx status: 400 bad input (including images that are not JPEG, PNG,
 WebP, BMP, GIF or TIFF, or more than 20:1 elongated), 406 Accept without JSON, 413 too large (body over
@@ -46,6 +45,7 @@ from PIL import Image
 from transformers import AutoImageProcessor, AutoModelForImageClassification
 
 from core.cli import UserError  # shipped beside this file as code/core/
+from core import verify as rule
 from core.labels import class_of, counts_of
 
 try:
@@ -60,7 +60,6 @@ JSON_TYPE = "application/json"
 JSON_ACCEPTS = {"*/*", "application/*", JSON_TYPE, "application/jsonlines", "application/x-jsonlines"}
 PARAMETERS = ("expected_quantity", "top_k", "match_threshold", "mismatch_threshold")
 THRESHOLDS = ("match_threshold", "mismatch_threshold")
-VERIFY_FILE = "verify.json"  # {"match": t, "mismatch": t, ...}: the model's own verify thresholds
 
 
 class BadRequest(UserError):
@@ -89,8 +88,8 @@ class Settings:
     max_body_bytes: int = 16 * 2**20  # a JSON batch of 64 base64 ABID images fits with room to spare
     max_images: int = 64
     max_image_pixels: int = 40_000_000  # a 40 MP photo; bin cameras take well under 1 MP
-    match_threshold: float = 0.5
-    mismatch_threshold: float = 0.1
+    match_threshold: float = rule.BUILT_IN["match"]
+    mismatch_threshold: float = rule.BUILT_IN["mismatch"]
 
     @classmethod
     def from_env(cls, base: Settings | None = None) -> Settings:
@@ -115,9 +114,7 @@ class Settings:
 
     def checked(self) -> Settings:
         """These settings, once the two thresholds are known to be in order (they may come from three places)."""
-        if not self.mismatch_threshold < self.match_threshold:
-            raise ValueError(f"verify thresholds need 0 <= mismatch_threshold ({self.mismatch_threshold}) < "
-                             f"match_threshold ({self.match_threshold}) <= 1")
+        rule.check(self.match_threshold, self.mismatch_threshold)
         return self
 
 
@@ -156,24 +153,11 @@ def model_fn(model_dir: str, context: Any = None) -> CountingModel:
     processor = AutoImageProcessor.from_pretrained(model_dir, trust_remote_code=False)
     labels = [model.config.id2label[i] for i in range(len(model.config.id2label))]
     counts = counts_of(labels)  # ValueError naming the labels unless they are counts like '3' or '5+'
-    defaults = saved_thresholds(model_dir)
+    saved = rule.saved(model_dir)  # ValueError naming verify.json when it is unusable
+    defaults = Settings(match_threshold=saved["match"], mismatch_threshold=saved["mismatch"])
     Settings.from_env(defaults).checked()  # a misconfigured endpoint fails at start-up, not on every request
     return CountingModel(model.to(device).eval(), processor, labels, counts, device, defaults,
                          fast_processor(processor))
-
-
-def saved_thresholds(model_dir: str) -> Settings:
-    """The built-in settings with the model's own verify thresholds (verify.json) in place of 0.5 / 0.1."""
-    path = os.path.join(model_dir, VERIFY_FILE)
-    if not os.path.isfile(path):
-        return Settings()
-    try:
-        with open(path) as file:
-            saved = json.load(file)
-        values = {f"{key}_threshold": float(saved[key]) for key in ("match", "mismatch") if key in saved}
-        return replace(Settings(), **values).checked()
-    except (OSError, ValueError, TypeError, AttributeError, RecursionError) as error:
-        raise ValueError(f"{path}: not usable verify thresholds ({error})") from None
 
 
 def input_fn(body: bytes | bytearray | str | None, content_type: str | None, context: Any = None) -> Any:
@@ -397,8 +381,8 @@ def verify(model: CountingModel, probabilities: np.ndarray, quantity: int, match
         return {"expected_quantity": quantity, "match_probability": None, "verdict": "uncertain",
                 "reason": f"the model's classes {model.labels} cannot represent {quantity} items"}
     p = float(probabilities[index])
-    verdict = "match" if p >= match_threshold else "mismatch" if p <= mismatch_threshold else "uncertain"
-    return {"expected_quantity": quantity, "match_probability": round(p, 6), "verdict": verdict}
+    return {"expected_quantity": quantity, "match_probability": round(p, 6),
+            "verdict": rule.verdict(p, match_threshold, mismatch_threshold)}
 
 
 def encode_response(prediction: dict | list[dict], accept: str | None) -> str:

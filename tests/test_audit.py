@@ -13,6 +13,7 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 from datasets import Image as ImageFeature
 from PIL import Image
 
+from core import verify as rule
 from inference import handler
 from tests.conftest import ABID_SAMPLE, make_tiny_model
 from train import audit
@@ -125,10 +126,10 @@ def test_handler_uses_saved_thresholds_unless_env_or_request_override(tmp_path, 
     plain = verdict(handler.model_fn(str(folder)), buffer.getvalue(), 1)
     p = plain["match_probability"]
     assert 0.05 < p < 0.95, "a random tiny model is unsure; the thresholds below straddle p"
-    audit.save_thresholds(folder, {"match": p + 0.01, "mismatch": p - 0.01, "target_false_alarm": 0.05})
+    rule.save(folder, {"match": p + 0.01, "mismatch": p - 0.01, "target_false_alarm": 0.05})
     model = handler.model_fn(str(folder))
     assert verdict(model, buffer.getvalue(), 1)["verdict"] == "uncertain"
-    audit.save_thresholds(folder, {"match": p - 0.02, "mismatch": p - 0.04, "target_false_alarm": 0.05})
+    rule.save(folder, {"match": p - 0.02, "mismatch": p - 0.04, "target_false_alarm": 0.05})
     model = handler.model_fn(str(folder))
     assert verdict(model, buffer.getvalue(), 1)["verdict"] == "match", "verify.json's match threshold applies"
     monkeypatch.setenv("BINCOUNT_MATCH_THRESHOLD", "0.99")

@@ -150,7 +150,8 @@ def test_training_job_reads_back_as_launched(cloud, spot_job, tiny_dataset):
 def test_code_bundle_in_s3_holds_the_training_package_and_our_pins(cloud, spot_job, tmp_path):
     code = unpack(cloud, decoded(spot_job["HyperParameters"])["sagemaker_submit_directory"], tmp_path / "code")
     for path in ("train/run.py", "train/args.py", "train/data.py", "train/transforms.py", "train/logs.py",
-                 "train/metrics/counting/counting.py", "train/configs/tiny-resnet/config.json", "core/labels.py"):
+                 "train/metrics/counting/counting.py", "train/configs/tiny-resnet/config.json", "core/labels.py",
+                 "core/verify.py"):
         assert (code / path).is_file(), path
     pins = dict(line.split("==") for line in (code / "requirements.txt").read_text().split())
     root_pins = dict(line.split("==") for line in (Path(__file__).parents[1] / "requirements.txt").read_text().split()

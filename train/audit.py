@@ -3,8 +3,8 @@
     python -m train.audit --model DIR --dataset DIR --split test [--discrepancy_rate 0.5] [--seed 0]
 
 Every bin of the split gets a recorded quantity: its true count, or (at ``discrepancy_rate``, seeded) a count one or
-two items away, inside the label range. Verify mode calls a record ``match`` when P(recorded) >= the match
-threshold, ``mismatch`` when P(recorded) <= the mismatch threshold, ``uncertain`` in between. For a grid of threshold
+two items away, inside the label range. Verify mode judges each record by ``core/verify.py``'s rule (``match``,
+``mismatch`` or ``uncertain`` from P(recorded) and a threshold pair). For a grid of threshold
 pairs the audit reports the false alarms (share of correct records flagged ``mismatch``: recounts for nothing), the
 caught discrepancies (share of wrong records flagged ``mismatch``, for +-1 and +-2 separately), the wrong records
 waved through as ``match`` and the share left ``uncertain``, and plots it (``audit.png``).
@@ -27,12 +27,11 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from core import verify as rule
 from core.labels import class_of, counts_of
 from train.args import UsageError
 
 logger = logging.getLogger("train.audit")
-VERIFY_FILE = "verify.json"
-BUILT_IN = {"match": 0.5, "mismatch": 0.1}  # the handler's defaults without a verify.json
 GRID_MATCH = (0.4, 0.5, 0.6, 0.7)
 GRID_MISMATCH = (0.05, 0.1, 0.2, 0.3)
 CANDIDATES = np.round(np.linspace(0, 1, 201), 3)  # thresholds are chosen on a 0.005 grid
@@ -74,7 +73,8 @@ def recorded_probability(probabilities: np.ndarray, labels: np.ndarray, offsets:
 
 def shares(p: np.ndarray, offsets: np.ndarray, match: float, mismatch: float) -> dict[str, float | None]:
     """The audit's figures at one threshold pair (None where the split has no record of that kind)."""
-    flagged, passed = p <= mismatch, p >= match
+    called = verdicts(p, {"match": match, "mismatch": mismatch})
+    flagged, passed = called == "mismatch", called == "match"
     correct, near, far = offsets == 0, np.abs(offsets) == 1, np.abs(offsets) == 2
     wrong = ~correct
 
@@ -151,8 +151,8 @@ def plot_audit(p: np.ndarray, offsets: np.ndarray, chosen: dict, path: str | Pat
 
 
 def verdicts(p: np.ndarray, thresholds: dict) -> np.ndarray:
-    """Verify mode's verdict per record, as the handler decides it."""
-    return np.where(p >= thresholds["match"], "match", np.where(p <= thresholds["mismatch"], "mismatch", "uncertain"))
+    """Verify mode's verdict per record, by the handler's rule."""
+    return np.array([rule.verdict(float(x), thresholds["match"], thresholds["mismatch"]) for x in p], dtype=object)
 
 
 def audit(probabilities: np.ndarray, labels: np.ndarray, names: list[str], thresholds: dict, rate: float, seed: int,
@@ -160,7 +160,7 @@ def audit(probabilities: np.ndarray, labels: np.ndarray, names: list[str], thres
     """The audit of one split at the given thresholds, with the grid around them (and the plot if asked)."""
     offsets = record_offsets(labels, names, rate, seed)
     p = recorded_probability(probabilities, labels, offsets, names)
-    pairs = [(thresholds["match"], thresholds["mismatch"]), (BUILT_IN["match"], BUILT_IN["mismatch"])]
+    pairs = [(thresholds["match"], thresholds["mismatch"]), (rule.BUILT_IN["match"], rule.BUILT_IN["mismatch"])]
     if plot is not None:
         plot_audit(p, offsets, thresholds, plot, title)
     return {"discrepancy_rate": rate, "seed": seed, "at_thresholds": shares(p, offsets, *pairs[0]),
@@ -189,7 +189,7 @@ def table(report: dict) -> str:
 def describe(thresholds: dict, report: dict, split: str) -> str:
     """results.md's and the model card's paragraph on the audit."""
     at = report["at_thresholds"]
-    source = (f"saved in `{VERIFY_FILE}`, chosen on the validation split for at most "
+    source = (f"saved in `{rule.VERIFY_FILE}`, chosen on the validation split for at most "
               f"{100 * thresholds['target_false_alarm']:.0f}% false alarms" if "chosen_on" in thresholds else
               "not chosen on data")
     return (f"Verify thresholds ({source}): match when P(recorded) >= "
@@ -203,12 +203,6 @@ def describe(thresholds: dict, report: dict, split: str) -> str:
 
 def percent_text(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}%"
-
-
-def save_thresholds(model_dir: str | Path, thresholds: dict) -> Path:
-    path = Path(model_dir) / VERIFY_FILE
-    path.write_text(json.dumps(thresholds, indent=1) + "\n")
-    return path
 
 
 @dataclass
@@ -270,16 +264,19 @@ def predict(model_dir: str, split, batch_size: int) -> np.ndarray:
 
 
 def thresholds_of(args: AuditArguments) -> dict:
-    saved = Path(args.model) / VERIFY_FILE
-    thresholds = json.loads(saved.read_text()) if saved.is_file() else dict(BUILT_IN)
+    try:
+        thresholds = rule.saved(args.model)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     if args.match_threshold is not None:
         thresholds["match"] = args.match_threshold
     if args.mismatch_threshold is not None:
         thresholds["mismatch"] = args.mismatch_threshold
     thresholds.setdefault("target_false_alarm", args.target_false_alarm)
-    if not 0 <= thresholds["mismatch"] < thresholds["match"] <= 1:
-        raise UsageError(f"thresholds need 0 <= mismatch ({thresholds['mismatch']}) < match ({thresholds['match']}) "
-                         f"<= 1")
+    try:
+        rule.check(thresholds["match"], thresholds["mismatch"])
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     return thresholds
 
 
@@ -296,7 +293,7 @@ def run(args: AuditArguments) -> dict:
     split, labels = load_split(args.dataset, args.split, names)
     probabilities = predict(args.model, split, args.batch_size)
     if args.save_thresholds:
-        logger.info("saved verify thresholds to %s", save_thresholds(
+        logger.info("saved verify thresholds to %s", rule.save(
             args.model, choose_thresholds(probabilities, labels, names, args.target_false_alarm)))
     thresholds = thresholds_of(args)
     output = Path(args.output or Path(args.model) / f"audit-{args.split}")

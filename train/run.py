@@ -40,6 +40,7 @@ from transformers import EarlyStoppingCallback, Trainer, set_seed
 from transformers.trainer_callback import ProgressCallback
 from transformers.trainer_utils import get_last_checkpoint
 
+from core import verify as rule
 from core.cli import run_cli
 from train import audit, calibration, card, data, plots
 from train import model as models
@@ -246,7 +247,7 @@ def run(data_args: DataArguments, model_args: ModelArguments, counting: Counting
         save_artifacts(trainer, run_setup.model_dir, splits, results[shown], report_split, metrics, resolved,
                        model_args, data_args, counting, extra)
         if audited is not None:
-            audit.save_thresholds(run_setup.model_dir, audited[0])
+            rule.save(run_setup.model_dir, audited[0])
         print(f"\n{report_split} results\n\n{format_table(results[shown], splits.names)}", flush=True)
         if run_setup.push_to_hub:
             push(run_setup.model_dir, training.hub_model_id or run_setup.model_dir.name,

@@ -38,7 +38,7 @@ PROCESSING_REQUIREMENTS = ("transformers", "datasets", "huggingface-hub", "pillo
 
 
 # The project code each job runs: the label rule and CLI convention travel with train/ and data/ (see core/).
-TRAINING_CODE = ("train", "core/__init__.py", "core/labels.py", "core/cli.py")
+TRAINING_CODE = ("train", "core/__init__.py", "core/labels.py", "core/cli.py", "core/verify.py")
 
 PROCESSING_CODE = ("data", "cloud/__init__.py", "cloud/s3.py", "core")
 

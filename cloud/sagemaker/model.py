@@ -33,7 +33,8 @@ from core import storage
 
 
 HANDLER = ROOT / "inference" / "handler.py"
-SHIPPED_CORE = tuple(Path(core_labels.__file__).with_name(name) for name in ("__init__.py", "labels.py", "cli.py"))
+SHIPPED_CORE = tuple(Path(core_labels.__file__).with_name(name)
+                     for name in ("__init__.py", "labels.py", "cli.py", "verify.py"))
 CODE_REQUIREMENTS = ("pillow",)  # the container has torch and transformers; Pillow decodes JPEGs as in training
 WEIGHTS = ("model.safetensors", "model-*-of-*.safetensors", "model.safetensors.index.json")
 MODEL_FILES = ("config.json", "preprocessor_config.json", "README.md", "verify.json")  # card, verify thresholds
