@@ -1,9 +1,11 @@
-"""A faster copy of the saved image processor: resize and centre crop in one PIL pass, rescale and normalise in one.
+"""A faster copy of the saved image processor: the same PIL resize and centre crop, then rescale and normalise as one
+multiply-add.
 
 The Hugging Face processors resize a uint8 image with PIL, crop it in numpy, then rescale and normalise in separate
-float passes (and, without torchvision, one image at a time). ``FastProcessor`` does the same arithmetic in two
-passes: ``Image.resize(size, resample, box=crop)`` resamples only the pixels the crop keeps, with the same filter and
-scale as a full resize, and one fused multiply-add turns uint8 into the normalised float32 tensor. ``fast_processor``
+float passes (and, without torchvision, one image at a time). ``FastProcessor`` resizes with the same filter, crops a
+view, and turns the batch of uint8 crops into the normalised float32 tensor with one multiply and one in-place add,
+written straight into a C-contiguous (N, 3, H, W) array on a 64-byte boundary (the layout and alignment torch gives
+its own tensors; on a 2-core CPU ResNet-50's forward was ~2% faster on it than on numpy's default). ``fast_processor``
 returns one only for the processors it reproduces (ViT, ConvNeXt/ResNet, EfficientNet with their saved settings);
 for anything else it returns None and callers use the processor itself.
 
@@ -24,7 +26,7 @@ REPRODUCED = ("ViTImageProcessor", "ConvNextImageProcessor", "EfficientNetImageP
 
 @dataclass(frozen=True)
 class FastProcessor:
-    """The processor's resize, crop, rescale and normalise, as ``resize(box)`` and ``pixels * scale + shift``."""
+    """The processor's resize, crop, rescale and normalise, as ``resize``, a crop view and ``pixels * scale + shift``."""
 
     square: tuple[int, int] | None  # resize to (height, width), or ...
     shortest_edge: int | None  # ... resize the shorter side to this, keeping the aspect ratio
@@ -51,7 +53,18 @@ class FastProcessor:
                 image = image.resize(size, self.resample)
             arrays.append(np.asarray(image)[top:bottom, left:right])
         batch = np.stack(arrays).transpose(0, 3, 1, 2)
-        return np.multiply(batch, self.scale, dtype=np.float32) + self.shift
+        pixels = aligned_empty(batch.shape)
+        np.multiply(batch, self.scale, out=pixels, dtype=np.float32)
+        pixels += self.shift
+        return pixels
+
+
+def aligned_empty(shape: tuple[int, ...], alignment: int = 64) -> np.ndarray:
+    """An uninitialised C-contiguous float32 array whose data starts on an ``alignment``-byte boundary."""
+    size = math.prod(shape) * 4
+    buffer = np.empty(size + alignment, dtype=np.uint8)
+    start = -buffer.ctypes.data % alignment
+    return buffer[start:start + size].view(np.float32).reshape(shape)
 
 
 def shortest_edge_size(height: int, width: int, edge: int) -> tuple[int, int]:
