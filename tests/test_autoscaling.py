@@ -21,6 +21,12 @@ cloud, sagemaker, training_output, model_data = (test_deploy.cloud, test_deploy.
 REGION = "us-east-1"
 
 
+def targets_of(client, endpoint: str) -> list[dict]:
+    """The scalable targets of one endpoint (moto is shared by the session: other tests' targets may be listed)."""
+    return [target for target in client.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
+            if target["ResourceId"].startswith(f"endpoint/{endpoint}/")]
+
+
 @pytest.fixture
 def client(aws):
     return boto3.client("application-autoscaling", region_name=REGION)
@@ -35,7 +41,7 @@ def test_target_tracking_on_invocations_per_instance_is_registered_read_back_and
                      "policies": [autoscaling.POLICY], "target_invocations": 1200.0,
                      "metric": "SageMakerVariantInvocationsPerInstance", "scale_in_cooldown_s": 300,
                      "scale_out_cooldown_s": 60}
-    target = client.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
+    target = targets_of(client, "bins-live")
     assert [(t["ResourceId"], t["ScalableDimension"]) for t in target] == [
         ("endpoint/bins-live/variant/AllTraffic", "sagemaker:variant:DesiredInstanceCount")]
 
@@ -62,8 +68,8 @@ def test_deploy_autoscale_registers_the_variant_status_shows_it_and_delete_remov
     assert cli("deploy", "--endpoint_name", "bincount-scaled", "--model_data", model_data, "--instance_count", "2",
                "--autoscale", "1:4", "--target_invocations", "900", "--wait", "false") == 0
     assert capsys.readouterr().out.strip() == "endpoint bincount-scaled creating"
-    (policy,) = client.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"]
-    assert policy["ResourceId"] == "endpoint/bincount-scaled/variant/AllTraffic"
+    policies = client.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"]
+    (policy,) = [policy for policy in policies if policy["ResourceId"] == "endpoint/bincount-scaled/variant/AllTraffic"]
     assert policy["PolicyType"] == "TargetTrackingScaling"
     tracking = policy["TargetTrackingScalingPolicyConfiguration"]
     assert tracking["TargetValue"] == 900
@@ -80,7 +86,7 @@ def test_deploy_autoscale_registers_the_variant_status_shows_it_and_delete_remov
     assert cli("delete", "--endpoint_name", "bincount-scaled") == 0
     assert capsys.readouterr().out.strip().endswith(
         f"scaling policy {autoscaling.POLICY}, scalable target endpoint/bincount-scaled/variant/AllTraffic")
-    assert client.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"] == []
+    assert targets_of(client, "bincount-scaled") == []
 
 
 @pytest.mark.parametrize("argv, message", [
