@@ -70,6 +70,8 @@ VARIANTS = {
     "heavy-aug-96": {"augment": HEAVY_AUG, "resolution": 96},
     "ordinal-48-heavy-aug": {"objective": "ordinal", "resolution": 48, "augment": HEAVY_AUG},
     "ordinal-48-heavy-aug-narrow": {"objective": "ordinal", "resolution": 48, "augment": HEAVY_AUG, "width": 0.5},
+    "heavy-aug-64-wide": {"augment": HEAVY_AUG, "width": 2.0},
+    "heavy-aug-64-deep": {"augment": HEAVY_AUG, "depths": [2, 2, 2, 2]},
 }
 
 
