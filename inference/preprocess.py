@@ -5,7 +5,8 @@ The Hugging Face processors resize a uint8 image with PIL, crop it in numpy, the
 float passes (and, without torchvision, one image at a time). ``FastProcessor`` resizes with the same filter, crops a
 view, and turns the batch of uint8 crops into the normalised float32 tensor with one multiply and one in-place add,
 written straight into a C-contiguous (N, 3, H, W) array on a 64-byte boundary (the layout and alignment torch gives
-its own tensors; on a 2-core CPU ResNet-50's forward was ~2% faster on it than on numpy's default). ``fast_processor``
+its own tensors; on a 2-core CPU ResNet-50's forward measured ~2% faster on it than on numpy's default alignment, in
+one A/B run, about the size of that machine's run-to-run spread). ``fast_processor``
 returns one only for the processors it reproduces (ViT, ConvNeXt/ResNet, EfficientNet with their saved settings);
 for anything else it returns None and callers use the processor itself.
 
@@ -26,7 +27,7 @@ REPRODUCED = ("ViTImageProcessor", "ConvNextImageProcessor", "EfficientNetImageP
 
 @dataclass(frozen=True)
 class FastProcessor:
-    """The processor's resize, crop, rescale and normalise, as ``resize``, a crop view and ``pixels * scale + shift``."""
+    """The processor's resize, crop, rescale and normalise: ``resize``, a crop view, ``pixels * scale + shift``."""
 
     square: tuple[int, int] | None  # resize to (height, width), or ...
     shortest_edge: int | None  # ... resize the shorter side to this, keeping the aspect ratio

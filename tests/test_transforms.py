@@ -77,6 +77,16 @@ def test_an_epoch_replays_exactly_and_the_shuffle_depends_only_on_seed_and_epoch
     assert sorted(i % 10 for i in orders[1]) == list(range(10)) and min(orders[1]) == 10
 
 
+def test_a_batch_spanning_two_epochs_comes_back_in_the_order_asked():
+    dataset, transform = bins(), BinTransform(ToTensor(), Augmentation(), seed=7)
+    tagged = EpochTagged(dataset, transform)
+    keys = [len(dataset) + 2, 0, len(dataset) + 1, 3]  # (epoch 1, bin 2), (0, 0), (1, 1), (0, 3)
+    got = tagged.__getitems__(keys)
+    assert [int(item["labels"]) for item in got] == [2, 0, 1, 3]
+    for key, item in zip(keys, got):
+        assert torch.equal(item["pixel_values"], tagged[key]["pixel_values"])
+
+
 def test_the_trainer_draws_through_the_epoch_tagged_sampler_with_persistent_workers(tiny_model_dir, tmp_path):
     from transformers import AutoModelForImageClassification, TrainingArguments
 

@@ -86,16 +86,15 @@ class EpochTagged(torch.utils.data.Dataset):
         return self.__getitems__([key])[0]
 
     def __getitems__(self, keys: list[int]) -> list[dict]:
-        """A batch of items (the DataLoader asks for one batch at a time); one processor call per epoch in it."""
-        items: list[dict] = []
-        by_epoch: dict[int, list[int]] = {}
-        for key in keys:
-            epoch, index = divmod(int(key), len(self.dataset))
-            by_epoch.setdefault(epoch, []).append(index)
-        for epoch, indices in by_epoch.items():
-            out = self.transform(self.dataset[indices], epoch)
-            items += [{"pixel_values": pixels, "labels": label} for pixels, label in zip(out["pixel_values"],
-                                                                                         out["labels"])]
+        """A batch of items, in the order asked (the DataLoader asks for one batch at a time, and EpochIndices hands
+        out one epoch at a time): one processor call per epoch in it."""
+        placed = [divmod(int(key), len(self.dataset)) for key in keys]
+        items: list[dict] = [{}] * len(keys)
+        for epoch in dict.fromkeys(epoch for epoch, _ in placed):
+            positions = [i for i, (e, _) in enumerate(placed) if e == epoch]
+            out = self.transform(self.dataset[[placed[i][1] for i in positions]], epoch)
+            for i, pixels, label in zip(positions, out["pixel_values"], out["labels"]):
+                items[i] = {"pixel_values": pixels, "labels": label}
         return items
 
 

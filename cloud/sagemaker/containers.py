@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+import core
 from cloud.s3 import parse_s3_uri
 from cloud.sagemaker.session import ROOT, ConfigError
 
@@ -38,7 +39,7 @@ PROCESSING_REQUIREMENTS = ("transformers", "datasets", "huggingface-hub", "pillo
 
 
 # The project code each job runs: the label rule and CLI convention travel with train/ and data/ (see core/).
-TRAINING_CODE = ("train", "core/__init__.py", "core/labels.py", "core/cli.py", "core/verify.py")
+TRAINING_CODE = ("train", *core.SHIPPED)
 
 PROCESSING_CODE = ("data", "cloud/__init__.py", "cloud/s3.py", "core")
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+import core
 from cloud.sagemaker.containers import PYTORCH_VERSION, TRANSFORMERS_VERSION, container_image, is_gpu, pinned
 from cloud.sagemaker.session import ROOT, ConfigError, account, check_bucket, check_instance_type, check_region, \
     check_s3_uri, session
@@ -33,8 +34,7 @@ from core import storage
 
 
 HANDLER = ROOT / "inference" / "handler.py"
-SHIPPED_CORE = tuple(Path(core_labels.__file__).with_name(name)
-                     for name in ("__init__.py", "labels.py", "cli.py", "verify.py"))
+SHIPPED_CORE = tuple(ROOT / path for path in core.SHIPPED)
 CODE_REQUIREMENTS = ("pillow",)  # the container has torch and transformers; Pillow decodes JPEGs as in training
 WEIGHTS = ("model.safetensors", "model-*-of-*.safetensors", "model.safetensors.index.json")
 MODEL_FILES = ("config.json", "preprocessor_config.json", "README.md", "verify.json")  # card, verify thresholds
