@@ -41,7 +41,7 @@ from bench.report import RESULTS, describe, fail, machine, markdown_table
 from core import verify as rule
 from train import audit, calibration
 from train.objectives import CountingLoss
-from train.transforms import Augmentation
+from train.transforms import WORK_MARGIN, Augmentation, shrunk
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT.parent / "shared" / "abid-real"
@@ -139,15 +139,9 @@ def make_model(variant: dict, names: list[str] = NAMES) -> torch.nn.Module:
 
 
 def shrink(images: list, resolution: int) -> list:
-    """Images with their shorter side at 1.25 x resolution: augmenting them is cheaper than at the stored 128 px,
-    and the final resize to resolution x resolution loses nothing more."""
-    side = round(1.25 * resolution)
-    out = []
-    for image in images:
-        scale = side / min(image.size)
-        out.append(image if scale >= 1 else image.resize((round(image.width * scale), round(image.height * scale)),
-                                                         resample=2))
-    return out
+    """Images with their shorter side at ``WORK_MARGIN`` x resolution, as train.run augments them: cheaper than at
+    the stored 128 px, and the final resize to resolution x resolution loses nothing more."""
+    return [shrunk(image, round(WORK_MARGIN * resolution)) for image in images]
 
 
 def to_tensor(images: list, resolution: int) -> torch.Tensor:

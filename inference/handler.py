@@ -1,6 +1,6 @@
 """Count the items in bin images: the SageMaker Hugging Face inference toolkit's hooks, and the core that the local
 server (``inference.serve``) and the CLI share. It ships as ``code/inference.py`` in ``model.tar.gz`` with only
-``code/core/`` and ``code/preprocess.py`` beside it, and runs under transformers 4.x (the container) and 5.x. The
+``code/core/`` beside it, and runs under transformers 4.x (the container) and 5.x. The
 toolkit calls ``model_fn`` once, then ``input_fn`` -> ``predict_fn`` -> ``output_fn`` per request (``HF_TASK`` unused).
 
 Requests
@@ -47,11 +47,8 @@ from transformers import AutoImageProcessor, AutoModelForImageClassification
 from core.cli import UserError  # shipped beside this file as code/core/
 from core import verify as rule
 from core.labels import class_of, counts_of
-
-try:
-    from inference.preprocess import FastProcessor, fast_processor
-except ImportError:  # in model.tar.gz this file is code/inference.py and the fast path code/preprocess.py
-    from preprocess import FastProcessor, fast_processor
+from core import preprocess
+from core.preprocess import FastProcessor, fast_processor
 
 IMAGE_TYPES = ("application/x-image", "application/octet-stream")  # besides image/*
 IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")  # no decoder that runs outside programs (EPS)
@@ -312,12 +309,7 @@ def prepare(model: CountingModel, request: Request) -> np.ndarray:
 
 def pixel_values(model: CountingModel, images: list[Image.Image]) -> np.ndarray:
     """The saved processor's output: from its fast copy where that reproduces it, else from the processor."""
-    if model.fast is not None:
-        try:
-            return model.fast(images)
-        except ValueError:  # a crop larger than the resized image, which the processor pads
-            pass
-    return np.asarray(model.processor(images=images, return_tensors="np")["pixel_values"], dtype=np.float32)
+    return preprocess.pixel_values(images, model.processor, model.fast)
 
 
 def classify(model: CountingModel, pixels: np.ndarray) -> np.ndarray:

@@ -21,7 +21,7 @@ from core.cli import UserError
 logger = logging.getLogger("inference.space")
 ROOT = Path(__file__).resolve().parents[1]
 # What inference.app imports from the project: the page, the handler and what the handler ships with.
-CODE = (*core.SHIPPED, "inference/__init__.py", "inference/app.py", "inference/handler.py", "inference/preprocess.py")
+CODE = (*core.SHIPPED, "inference/__init__.py", "inference/app.py", "inference/handler.py")
 REQUIREMENTS = ("torch", "transformers", "huggingface-hub", "safetensors", "pillow", "numpy")
 APP = '''"""Bin check: count the items in a bin photo and verify a recorded quantity (python -m inference.app)."""
 

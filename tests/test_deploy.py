@@ -37,7 +37,7 @@ REGION = "us-east-1"
 CPU_IMAGE = "huggingface-pytorch-inference:2.6.0-transformers4.51.3-cpu-py312"
 GPU_IMAGE = "huggingface-pytorch-inference:2.6.0-transformers4.51.3-gpu-py312"
 HANDLER_FILES = sorted(["code/inference.py", "code/core/__init__.py", "code/core/cli.py", "code/core/labels.py",
-                        "code/core/verify.py", "code/preprocess.py", "code/requirements.txt"])
+                        "code/core/verify.py", "code/core/preprocess.py", "code/requirements.txt"])
 
 
 @pytest.fixture

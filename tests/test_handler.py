@@ -345,7 +345,7 @@ def checkpoint_processors() -> dict[str, Any]:
 def test_the_fast_path_gives_the_saved_processors_output_on_real_bins(name, real_jpegs, tmp_path):
     from transformers import AutoImageProcessor
 
-    from inference.preprocess import fast_processor
+    from core.preprocess import fast_processor
 
     checkpoint_processors()[name].save_pretrained(tmp_path)
     processor = AutoImageProcessor.from_pretrained(tmp_path)
@@ -375,7 +375,7 @@ def test_the_fast_path_predicts_the_same_counts_as_the_processor_on_real_bins(ar
 def test_processors_the_fast_path_does_not_reproduce_fall_back_to_the_processor(tmp_path):
     from transformers import ConvNextImageProcessor, ViTImageProcessor
 
-    from inference.preprocess import fast_processor
+    from core.preprocess import fast_processor
 
     assert fast_processor(ViTImageProcessor(size={"shortest_edge": 224, "longest_edge": 300})) is None
     assert fast_processor(ConvNextImageProcessor(size={"shortest_edge": 224}, do_center_crop=True,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import numpy as np
 import pytest
 import torch
@@ -105,3 +107,32 @@ def test_the_trainer_draws_through_the_epoch_tagged_sampler_with_persistent_work
         transform.epoch = epoch  # what EpochSync does in the main process
         seen.append(torch.cat([batch["pixel_values"] for batch in loader]))
     assert all(torch.equal(a, b) for a, b in zip(seen, epochs({"num_workers": 0}, Clock())))
+
+
+def test_augmentation_works_at_about_the_size_the_processor_resizes_to_and_never_enlarges():
+    from transformers import ViTImageProcessor
+
+    image = Image.fromarray(np.random.default_rng(1).integers(0, 255, (350, 470, 3), dtype=np.uint8))
+    augmentation = Augmentation(crop_scale=1.0, rotation_degrees=0.0, color_jitter=0.0, hflip=False)
+    width, height = augmentation(image, random.Random(0)).size  # the crop, at full size
+    small = augmentation(image, random.Random(0), work_side=64).size
+    assert min(small) == 64 and abs(small[0] / small[1] - width / height) < 0.02
+    assert augmentation(image, random.Random(0), work_side=500).size == (width, height)
+
+    transform = BinTransform(ViTImageProcessor(size={"height": 64, "width": 64}), Augmentation(), seed=3)
+    assert transform.work_side == 80  # a quarter above the processor's 64
+    batch = transform({"image": [image], "image_id": ["00001"], "label": [2]})
+    assert batch["pixel_values"].shape == (1, 3, 64, 64) and batch["pixel_values"].dtype == torch.float32
+
+
+def test_evaluation_pixels_come_from_the_fast_path_and_match_the_processor():
+    from transformers import ConvNextImageProcessor
+
+    processor = ConvNextImageProcessor(size={"shortest_edge": 64}, crop_pct=0.875)
+    images = [Image.fromarray(np.random.default_rng(i).integers(0, 255, (90 + i, 120, 3), dtype=np.uint8))
+              for i in range(3)]
+    transform = BinTransform(processor)
+    assert transform.fast is not None
+    got = transform({"image": images, "image_id": ["1", "2", "3"], "label": [0, 1, 2]})["pixel_values"]
+    expected = processor(images=images, return_tensors="np")["pixel_values"]
+    assert np.abs(got.numpy() - expected).max() <= 0.02

@@ -2,7 +2,9 @@
 
 Evaluation and serving use the saved image processor alone (resize, crop and normalise as the checkpoint defines);
 training applies a mild, count-preserving augmentation first: a random crop that keeps most of the bin (items near
-the edges must stay in view), horizontal flips, small rotations and colour jitter. Written with PIL only.
+the edges must stay in view), horizontal flips, small rotations and colour jitter. Written with PIL only. The crop is
+shrunk to about the size the processor resizes to before the rest, and the processor's fast copy
+(``core.preprocess``, the one serving uses) turns the batch into ``pixel_values``.
 
 Augmentation is a pure function of (seed, epoch, image id): a resumed run, a run with another number of DataLoader
 workers, with persistent workers or without, and a distributed run all see exactly the same images. The epoch travels
@@ -22,8 +24,14 @@ import torch
 from PIL import Image, ImageEnhance
 from transformers import TrainerCallback
 
+from core import preprocess
+from core.preprocess import fast_processor
+
 # Rotation fills the corners with the ImageNet mean colour, which normalises to about zero.
 FILL = (124, 116, 104)
+# Augment at a quarter above the size the processor resizes to, so rotation's interpolation blurs below the model's
+# resolution.
+WORK_MARGIN = 1.25
 
 
 @dataclass(frozen=True)
@@ -33,13 +41,16 @@ class Augmentation:
     color_jitter: float = 0.2
     hflip: bool = True
 
-    def __call__(self, image: Image.Image, rng: random.Random) -> Image.Image:
+    def __call__(self, image: Image.Image, rng: random.Random, work_side: int | None = None) -> Image.Image:
+        """A random, count-preserving variant of ``image``. ``work_side``: after the crop, shrink the image (never
+        enlarge it) so its shorter side is this before the per-pixel work: the processor resizes to near that size
+        anyway, and rotating and jittering a bin at full size took most of a CPU training step."""
         width, height = image.size
         area = rng.uniform(self.crop_scale, 1.0) * width * height
         aspect = math.exp(rng.uniform(math.log(3 / 4), math.log(4 / 3))) * width / height
         crop_w, crop_h = min(width, round(math.sqrt(area * aspect))), min(height, round(math.sqrt(area / aspect)))
         left, top = rng.randint(0, width - crop_w), rng.randint(0, height - crop_h)
-        image = image.crop((left, top, left + crop_w, top + crop_h))
+        image = shrunk(image.crop((left, top, left + crop_w, top + crop_h)), work_side)
         if self.hflip and rng.random() < 0.5:
             image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         if self.rotation_degrees:
@@ -51,11 +62,25 @@ class Augmentation:
         return image
 
 
+def shrunk(image: Image.Image, side: int | None) -> Image.Image:
+    """``image`` resized so that its shorter side is ``side``, when that makes it smaller."""
+    scale = side / min(image.size) if side else 1.0
+    if scale >= 1:
+        return image
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image.resize(size, Image.Resampling.BILINEAR)
+
+
 class BinTransform:
-    """``Dataset.set_transform`` callable: images -> ``pixel_values`` through the processor, labels -> ``labels``."""
+    """``Dataset.set_transform`` callable: images -> ``pixel_values`` through the processor (its fast copy where that
+    reproduces it, as in serving), labels -> ``labels``."""
 
     def __init__(self, processor, augmentation: Augmentation | None = None, seed: int = 0) -> None:
         self.processor = processor
+        self.fast = fast_processor(processor)
+        self.work_side = None  # augment at full size, unless the processor's size is known
+        if self.fast is not None:
+            self.work_side = round(WORK_MARGIN * self.fast.shorter_side())
         self.augmentation = augmentation
         self.seed = seed
         self.epoch = 0
@@ -65,9 +90,9 @@ class BinTransform:
         epoch = self.epoch if epoch is None else epoch
         images = [image.convert("RGB") for image in batch["image"]]
         if self.augmentation is not None:
-            images = [self.augmentation(image, random.Random(f"{self.seed}:{epoch}:{image_id}"))
+            images = [self.augmentation(image, random.Random(f"{self.seed}:{epoch}:{image_id}"), self.work_side)
                       for image, image_id in zip(images, batch["image_id"])]
-        pixel_values = self.processor(images=images, return_tensors="pt")["pixel_values"]
+        pixel_values = torch.from_numpy(preprocess.pixel_values(images, self.processor, self.fast))
         return {"pixel_values": pixel_values, "labels": torch.as_tensor(batch["label"])}
 
 

@@ -110,8 +110,7 @@ def code_files() -> dict[str, bytes]:
     """``code/`` of model.tar.gz: the handler as the toolkit's user module, and what it needs beyond the container."""
     requirements = "\n".join(pinned(CODE_REQUIREMENTS)) + "\n"
     return {"code/inference.py": HANDLER.read_bytes(), **{f"code/core/{path.name}": path.read_bytes() for path in
-                                                          SHIPPED_CORE}, "code/requirements.txt": requirements.encode(),
-            "code/preprocess.py": HANDLER.with_name("preprocess.py").read_bytes()}  # the handler's fast path
+                                                          SHIPPED_CORE}, "code/requirements.txt": requirements.encode()}
 
 
 def build_tarball(tarball: Path, model_dir: Path | None = None, onnx: bool = False) -> list[str]:

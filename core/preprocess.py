@@ -1,16 +1,17 @@
-"""A faster copy of the saved image processor: the same PIL resize and centre crop, then rescale and normalise as one
-multiply-add.
+"""A faster copy of the saved image processor, for training and serving: the same PIL resize and centre crop, then
+rescale and normalise as one multiply-add.
 
 The Hugging Face processors resize a uint8 image with PIL, crop it in numpy, then rescale and normalise in separate
 float passes (and, without torchvision, one image at a time). ``FastProcessor`` resizes with the same filter, crops a
 view, and turns the batch of uint8 crops into the normalised float32 tensor with one multiply and one in-place add,
 written straight into a C-contiguous (N, 3, H, W) array on a 64-byte boundary (the layout and alignment torch gives
 its own tensors; on a 2-core CPU ResNet-50's forward measured ~2% faster on it than on numpy's default alignment, in
-one A/B run, about the size of that machine's run-to-run spread). ``fast_processor``
-returns one only for the processors it reproduces (ViT, ConvNeXt/ResNet, EfficientNet with their saved settings);
-for anything else it returns None and callers use the processor itself.
+one A/B run, about the size of that machine's run-to-run spread). ``fast_processor`` returns one only for the
+processors it reproduces (ViT, ConvNeXt/ResNet, EfficientNet with their saved settings); for anything else it
+returns None and callers use the processor itself (``pixel_values`` does either).
 
-This file ships beside the handler in ``model.tar.gz`` (as ``code/preprocess.py``), so it needs only numpy and PIL.
+Training and serving share this file; it ships beside the handler in ``model.tar.gz`` (as ``code/core/preprocess.py``),
+so it needs only numpy and PIL.
 """
 
 from __future__ import annotations
@@ -58,6 +59,22 @@ class FastProcessor:
         np.multiply(batch, self.scale, out=pixels, dtype=np.float32)
         pixels += self.shift
         return pixels
+
+    def shorter_side(self) -> int:
+        """The shorter side of what a square image is resized to: finer detail than this never reaches the model."""
+        (width, height), _ = self.plan(1024, 1024)
+        return min(width, height)
+
+
+def pixel_values(images: list[Image.Image], processor: Any, fast: FastProcessor | None) -> np.ndarray:
+    """The saved processor's output for decoded RGB images, (N, 3, H, W) float32: from its fast copy where that
+    reproduces it, else from the processor itself."""
+    if fast is not None:
+        try:
+            return fast(images)
+        except ValueError:  # a crop larger than the resized image, which the processor pads
+            pass
+    return np.asarray(processor(images=images, return_tensors="np")["pixel_values"], dtype=np.float32)
 
 
 def aligned_empty(shape: tuple[int, ...], alignment: int = 64) -> np.ndarray:
