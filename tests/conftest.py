@@ -11,6 +11,7 @@ from cloud.local import aws_env, moto_server
 
 ROOT = Path(__file__).resolve().parents[1]
 ABID_SAMPLE = ROOT.parent / "shared" / "abid-sample"
+ABID_REAL = ROOT.parent / "shared" / "abid-real"
 TINY_CONFIGS = ROOT / "train" / "configs"
 
 os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import subprocess
@@ -9,7 +10,7 @@ import sys
 
 import psutil
 
-from tests.conftest import ABID_SAMPLE, python_env
+from tests.conftest import ABID_REAL, ABID_SAMPLE, python_env
 
 
 def test_demo_runs_every_stage_and_stops_its_processes(tmp_path):
@@ -31,6 +32,8 @@ def test_demo_runs_every_stage_and_stops_its_processes(tmp_path):
                  "training_curves.png", "README.md"):
         assert (work / "model" / name).is_file(), name
     assert "| Quantity | Per class accuracy (%) | Per class RMSE |" in out
+    processor = json.loads((work / "model" / "preprocessor_config.json").read_text())
+    assert processor["size"] == {"height": 96, "width": 96}  # the demo's resolution, which keeps it in 10 minutes
     # inference: pipeline with every count, local endpoint with and without an expected quantity
     assert "(6 counts scored)" in out
     assert "POST /invocations image/jpeg" in out
@@ -38,6 +41,7 @@ def test_demo_runs_every_stage_and_stops_its_processes(tmp_path):
     # summary: synthetic test bins, and the real sample beside the checkout (or a line saying it was skipped)
     assert "| synthetic test split |" in out
     assert "| real ABID sample (abid-sample, 0-5 items) |" in out or "real sample not found" in out
+    assert "| real ABID bins (abid-real, 0-5 items) | 965 |" in out or "real bins not found" in out
 
     # every process it started is gone: nothing answers on their ports, no process names them
     ports = [int(p) for p in re.findall(r"http://127\.0\.0\.1:(\d+)", out)]
@@ -55,11 +59,12 @@ def test_demo_runs_every_stage_and_stops_its_processes(tmp_path):
 
 
 def test_summary_scores_the_real_sample_next_to_the_constant(tiny_model_dir, tiny_dataset, tmp_path):
+    import csv
     import json
 
     from demo import summary
 
-    lines = summary(tiny_model_dir, tiny_dataset, ABID_SAMPLE).splitlines()
+    lines = summary(tiny_model_dir, tiny_dataset, ABID_SAMPLE, ABID_REAL).splitlines()
     assert lines[0].startswith("| bins | n | accuracy (%) | RMSE | always 3") and lines[2].startswith("| synthetic ")
     if (ABID_SAMPLE / "metadata").is_dir():
         counts = [json.loads(p.read_text())["EXPECTED_QUANTITY"] for p in sorted((ABID_SAMPLE / "metadata").glob("*"))
@@ -69,5 +74,12 @@ def test_summary_scores_the_real_sample_next_to_the_constant(tiny_model_dir, tin
         assert cells[0] == "real ABID sample (abid-sample, 0-5 items)" and int(cells[1]) == len(known)
         assert 0 <= float(cells[2]) <= 100 and float(cells[3]) >= 0
         assert float(cells[4]) == round(100 * known.count(3) / len(known), 1)
-    missing = summary(tiny_model_dir, tiny_dataset, tmp_path / "absent").splitlines()
-    assert missing[-1].startswith("(real sample not found at ") and len(missing) == 4
+    if (ABID_REAL / "labels.csv").is_file():
+        with open(ABID_REAL / "labels.csv", newline="") as listing:
+            known = [int(row["count"]) for row in csv.DictReader(listing) if int(row["count"]) <= 5]
+        cells = [cell.strip() for cell in lines[4].strip("|").split("|")]
+        assert cells[0] == "real ABID bins (abid-real, 0-5 items)" and int(cells[1]) == len(known)
+        assert float(cells[4]) == round(100 * known.count(3) / len(known), 1)
+    missing = summary(tiny_model_dir, tiny_dataset, tmp_path / "absent", tmp_path / "absent").splitlines()
+    assert missing[-2].startswith("(real sample not found at ") and len(missing) == 5
+    assert missing[-1].startswith("(real bins not found at ")
