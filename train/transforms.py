@@ -1,10 +1,10 @@
 """Training augmentation for bin images, applied in front of the model's own image processor.
 
-Evaluation and serving use the saved image processor alone (resize, crop and normalise as the checkpoint defines);
-training applies a mild, count-preserving augmentation first: a random crop that keeps most of the bin (items near
-the edges must stay in view), horizontal flips, small rotations and colour jitter. Written with PIL only. The crop is
-shrunk to about the size the processor resizes to before the rest, and the processor's fast copy
-(``core.preprocess``, the one serving uses) turns the batch into ``pixel_values``.
+Evaluation and serving use the saved image processor alone (resize, crop and normalise as the checkpoint defines;
+both through its fast copy in ``core.preprocess`` where that reproduces it); training applies a mild, count-preserving
+augmentation first: a random crop that keeps most of the bin (items near the edges must stay in view), horizontal
+flips, small rotations and colour jitter, written with PIL only. The crop is shrunk to a quarter above the size the
+processor resizes to before the rest, which is most of a CPU step's cost otherwise.
 
 Augmentation is a pure function of (seed, epoch, image id): a resumed run, a run with another number of DataLoader
 workers, with persistent workers or without, and a distributed run all see exactly the same images. The epoch travels
