@@ -185,15 +185,14 @@ def scored_line(name: str, counter, bins: list[tuple[object, int]], mismatch: fl
             f"{100 * np.mean(t == 3):.1f} | {np.sqrt(np.mean((3 - t) ** 2)):.2f} | {100 * alarms / len(t):.1f} |")
 
 
-def listed_bins(folder: Path, known: set[int]) -> list[tuple[object, int]]:
-    """The bins of ``folder``'s labels.csv (``path``, ``count``) whose count the model knows."""
+def listed_bins(folder: Path, known: set[int]) -> list[tuple[str, int]]:
+    """(image path, count) of the bins in ``folder``'s labels.csv whose count the model knows; the pipeline opens
+    each path as it scores it."""
     import csv
-
-    from PIL import Image
 
     with open(folder / "labels.csv", newline="") as listing:
         rows = [row for row in csv.DictReader(listing) if int(row["count"]) in known]
-    return [(Image.open(folder / row["path"]).convert("RGB"), int(row["count"])) for row in rows]
+    return [(str(folder / row["path"]), int(row["count"])) for row in rows]
 
 
 def summary(model: Path, dataset: Path, real: Path, listed: Path) -> str:

@@ -16,11 +16,18 @@ VERIFY_FILE = "verify.json"  # {"match": t, "mismatch": t, ...}: the model's own
 BUILT_IN = {"match": 0.5, "mismatch": 0.1}
 
 
+def calls(p, match: float, mismatch: float) -> tuple:
+    """(called match, called mismatch) for one P(recorded count), or element-wise for a numpy array of them, so an
+    audit of many records needs no loop; a P that is neither is ``uncertain``."""
+    return p >= match, (p <= mismatch) & (p < match)
+
+
 def verdict(p: float, match: float, mismatch: float) -> str:
     """The verdict on one record from P(recorded count)."""
-    if p >= match:
+    matched, flagged = calls(p, match, mismatch)
+    if matched:
         return "match"
-    if p <= mismatch:
+    if flagged:
         return "mismatch"
     return "uncertain"
 

@@ -73,8 +73,7 @@ def recorded_probability(probabilities: np.ndarray, labels: np.ndarray, offsets:
 
 def shares(p: np.ndarray, offsets: np.ndarray, match: float, mismatch: float) -> dict[str, float | None]:
     """The audit's figures at one threshold pair (None where the split has no record of that kind)."""
-    called = verdicts(p, {"match": match, "mismatch": mismatch})
-    flagged, passed = called == "mismatch", called == "match"
+    passed, flagged = rule.calls(p, match, mismatch)
     correct, near, far = offsets == 0, np.abs(offsets) == 1, np.abs(offsets) == 2
     wrong = ~correct
 
@@ -152,7 +151,8 @@ def plot_audit(p: np.ndarray, offsets: np.ndarray, chosen: dict, path: str | Pat
 
 def verdicts(p: np.ndarray, thresholds: dict) -> np.ndarray:
     """Verify mode's verdict per record, by the handler's rule."""
-    return np.array([rule.verdict(float(x), thresholds["match"], thresholds["mismatch"]) for x in p], dtype=object)
+    passed, flagged = rule.calls(p, thresholds["match"], thresholds["mismatch"])
+    return np.where(passed, "match", np.where(flagged, "mismatch", "uncertain"))
 
 
 def audit(probabilities: np.ndarray, labels: np.ndarray, names: list[str], thresholds: dict, rate: float, seed: int,
