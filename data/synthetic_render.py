@@ -177,19 +177,25 @@ def _place(canvas: Image.Image, rng: random.Random, look, face: Image.Image, mas
     canvas.paste(face, (x0, y0), mask)
 
 
-def _pod(rng: random.Random, w: int, h: int) -> tuple[Image.Image, tuple[float, float, float, float]]:
-    """The pod's inside (back wall, side walls, floor) at render scale; returns it and its opening (l, t, r, b)."""
+def _shade(colour: tuple[int, int, int], factor: float) -> tuple[int, int, int]:
+    """The colour in more or less light: one factor for every channel, so the fabric keeps its hue."""
+    return tuple(min(255, int(c * factor)) for c in colour)
+
+
+def _pod(rng: random.Random, w: int, h: int) -> tuple[Image.Image, tuple[float, float, float, float], tuple[int, ...]]:
+    """The pod's inside (back wall, side walls, floor) at render scale; returns it, its opening (l, t, r, b) and this
+    pod's fabric colour."""
     u = rng.uniform
-    fabric = tuple(int(c * u(0.94, 1.04)) for c in FABRIC)
+    fabric = _shade(FABRIC, u(0.94, 1.04))
     top, bottom = h * u(0.05, 0.14), h * u(0.83, 0.93)
     left, right = w * u(0.0, 0.04), w * (1 - u(0.0, 0.04))
     inset, depth = w * u(0.03, 0.09), h * u(0.03, 0.08)
-    canvas = Image.new("RGB", (w, h), tuple(int(c * u(0.5, 0.7)) for c in fabric))  # side walls, in shade
+    canvas = Image.new("RGB", (w, h), _shade(fabric, u(0.5, 0.7)))  # side walls, in shade
     draw = ImageDraw.Draw(canvas)
-    back = tuple(int(c * u(0.55, 0.78)) for c in fabric)
+    back = _shade(fabric, u(0.55, 0.78))
     draw.rectangle((left + inset, top, right - inset, bottom - depth), fill=back)
     draw.polygon(((left + inset, bottom - depth), (right - inset, bottom - depth), (right, bottom), (left, bottom)),
-                 fill=tuple(int(c * u(0.65, 0.85)) for c in fabric))
+                 fill=_shade(fabric, u(0.65, 0.85)))
     return canvas, (left, top, right, bottom), fabric
 
 
@@ -198,7 +204,7 @@ def _frame(canvas: Image.Image, rng: random.Random, opening: tuple[float, float,
     w, h = canvas.size
     left, top, right, bottom = opening
     draw = ImageDraw.Draw(canvas)
-    lip = tuple(min(255, int(c * rng.uniform(1.05, 1.2))) for c in fabric)  # lit from the front
+    lip = _shade(fabric, rng.uniform(1.05, 1.2))  # lit from the front
     fold = tuple(int(c * 0.72) for c in fabric)
     draw.rectangle((0, 0, w, top), fill=lip)
     draw.rectangle((0, bottom, w, h), fill=lip)

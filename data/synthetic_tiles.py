@@ -87,26 +87,29 @@ def crumple_tiles() -> tuple[Image.Image, ...]:
 
 @cache
 def strap_tiles(pitch: float) -> tuple[Image.Image, ...]:
-    """Bands of elastic strands as coverage masks, 40 strands ``pitch`` pixels apart, one set per pitch in use, so a
+    """Bands of elastic strands as coverage masks, 44 strands ``pitch`` pixels apart, one set per pitch in use, so a
     bin only crops one (no resampling per bin)."""
     gen = np.random.default_rng(int(pitch * 10))
     width, strands = 1200, 44
     height = int(pitch * strands) + 3
+    columns = np.arange(width)
+    thick = max(1.0, pitch * 0.4)  # a strand covers about 40% of its pitch
     tiles = []
     for _ in range(3):
+        # each strand wanders a little along its length, and its strength varies over ~30 px
+        wander = np.cumsum(gen.normal(0, 0.01, (strands, width)), axis=1) + gen.normal(0, 0.08 * pitch, (strands, 1))
+        centres = (np.arange(strands)[:, None] + 0.5) * pitch + wander
+        strengths = gen.uniform(0.5, 0.95, (strands, 1)) * (0.7 + 0.3 * _smooth_noise(gen, (strands, width), 40))
         alpha = np.zeros((height, width), np.float32)
-        columns = np.arange(width)
-        thick = max(1.0, pitch * 0.4)  # a strand covers about 40% of its pitch
-        for k in range(strands):
-            centre = k * pitch + pitch / 2 + gen.normal(0, 0.08 * pitch) + np.cumsum(gen.normal(0, 0.01, width))
-            strength = gen.uniform(0.5, 0.95) * (0.7 + 0.3 * _smooth_noise(gen, (1, width), 40)[0])
-            for offset in range(int(np.ceil(thick)) + 1):
-                rows = np.clip((centre - thick / 2 + offset).astype(int), 0, height - 1)
-                alpha[rows, columns] = np.maximum(alpha[rows, columns], strength * min(1.0, thick - offset + 0.5))
-        blurred = Image.fromarray((255 * alpha).astype(np.uint8)).filter(ImageFilter.GaussianBlur(0.3 * pitch))
-        fuzz = gen.normal(0, 4, (height, width))  # fibre and sensor grain, where a strand is
-        tiles.append(Image.fromarray(np.clip(np.asarray(blurred) + fuzz * (np.asarray(blurred) > 20), 0, 255)
-                                     .astype(np.uint8)))
+        for offset in range(int(np.ceil(thick)) + 1):  # the rows a strand covers, the last one partly
+            rows = np.clip((centres - thick / 2 + offset).astype(int), 0, height - 1)
+            cover = strengths * min(1.0, thick - offset + 0.5)
+            for first in (0, 1):  # strands two pitches apart never share a pixel, so each half is one assignment
+                where = rows[first::2], columns
+                alpha[where] = np.maximum(alpha[where], cover[first::2])
+        blurred = np.asarray(Image.fromarray((255 * alpha).astype(np.uint8)).filter(ImageFilter.GaussianBlur(0.3 * pitch)))
+        fuzz = 4 * gen.standard_normal((height, width), dtype=np.float32)  # fibre and sensor grain, where a strand is
+        tiles.append(Image.fromarray(np.clip(blurred + fuzz * (blurred > 20), 0, 255).astype(np.uint8)))
     return tuple(tiles)
 
 

@@ -161,3 +161,20 @@ def test_bins_are_encoded_and_banded_like_abid_photos(dataset, abid_sample):
             hues.append(statistics.median(image.convert("HSV").resize((32, 24)).getchannel("H").getdata()))
     assert statistics.median(peaks) in range(40, 110), peaks
     assert all(5 <= hue <= 40 for hue in hues), hues  # 0-255 scale: orange to yellow
+
+
+def test_pod_fabric_keeps_its_hue():
+    """Walls, floor and lips are the one fabric in more or less light: brighter or darker, never greener or redder."""
+    import random
+
+    from data.synthetic_render import FABRIC, _frame, _pod
+
+    fabric_hue = Image.new("RGB", (1, 1), FABRIC).convert("HSV").getpixel((0, 0))[0]
+    for seed in range(40):
+        rng = random.Random(seed)
+        canvas, opening, fabric = _pod(rng, 180, 140)
+        _frame(canvas, rng, opening, fabric)
+        colours = [colour for _, colour in canvas.getcolors(maxcolors=4096)]
+        fabric_like = [c for c in colours if min(c) > 40 and max(c) - min(c) > 25]  # not the frame's grey gap
+        hues = {Image.new("RGB", (1, 1), c).convert("HSV").getpixel((0, 0))[0] for c in fabric_like}
+        assert fabric_like and all(abs(hue - fabric_hue) <= 3 for hue in hues), (seed, fabric_hue, hues)
