@@ -48,7 +48,6 @@ from core.cli import UserError  # shipped beside this file as code/core/
 from core import verify as rule
 from core.labels import class_of, counts_of
 from core import preprocess
-from core.preprocess import FastProcessor, fast_processor
 
 IMAGE_TYPES = ("application/x-image", "application/octet-stream")  # besides image/*
 IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")  # no decoder that runs outside programs (EPS)
@@ -125,7 +124,7 @@ class CountingModel:
     counts: list[int]
     device: torch.device
     defaults: Settings = field(default_factory=Settings)  # the verify thresholds of verify.json, if any
-    fast: FastProcessor | None = None  # the processor's fast copy, where it reproduces the processor
+    fast: preprocess.FastProcessor | None = None  # the processor's fast copy, where it reproduces the processor
     lock: threading.Lock = field(default_factory=threading.Lock)  # one forward at a time, whatever the threads
 
 
@@ -154,7 +153,7 @@ def model_fn(model_dir: str, context: Any = None) -> CountingModel:
     defaults = Settings(match_threshold=saved["match"], mismatch_threshold=saved["mismatch"])
     Settings.from_env(defaults).checked()  # a misconfigured endpoint fails at start-up, not on every request
     return CountingModel(model.to(device).eval(), processor, labels, counts, device, defaults,
-                         fast_processor(processor))
+                         preprocess.fast_processor(processor))
 
 
 def input_fn(body: bytes | bytearray | str | None, content_type: str | None, context: Any = None) -> Any:
