@@ -1,6 +1,7 @@
 """How far synthetic bins carry to real ones, measured on ../shared/abid-real's 962 bins with 1-5 items.
 
     python -m bench.transfer [--seeds 0 1] [--folds 3] [--synthetic_images 3000] [--resolution 64] [--threads 1]
+    python -m bench.transfer --parts pretrain --finetune_variant heavy-aug-64
     python -m bench.transfer --report_only    # the tables from the runs saved so far
 
 1. Synthetic only: the demo's recipe (tiny-resnet from scratch, 15 epochs, learning rate 2e-3, batch 32, the default
@@ -9,7 +10,9 @@
    mismatch threshold), next to the constant answer 3 and the class prior (ABID's balance, which raises no alarm).
 2. Pre-training: that synthetic-only model, re-headed to 1-5 items (its head without the row for 0), fine-tuned on
    real bins, against the model trained on real bins only, on the same stratified folds and seeds as bench.real_bins,
-   with the same training loop (bench.real_bins.train) and the same scoring (bench.real_bins.scored).
+   with the same training loop (bench.real_bins.train) and the same scoring (bench.real_bins.scored); both arms
+   train on real bins with bench.real_bins' base settings, or with another of its variants (``--finetune_variant
+   heavy-aug-64``: the real-bin recipe's augmentation), whose runs are saved beside the base ones.
 
 Training runs at ``--resolution`` (64 px: a shared 2-core CPU) on one thread. Results are saved after every run to
 bench/results/transfer.json (logits included) and a restarted bench skips finished runs; pre-trained weights are kept
@@ -49,6 +52,8 @@ class TransferArguments:
     resolution: int = field(default=64, metadata={"help": "Training resolution (the demo's processor uses 128)."})
     demo_epochs: int = field(default=15, metadata={"help": "Epochs of the synthetic-only (demo recipe) model."})
     finetune_epochs: int = field(default=20, metadata={"help": "Epochs on real bins (bench.real_bins' ce-64)."})
+    finetune_variant: str = field(default="ce-64", metadata={
+        "help": "The bench.real_bins variant both arms train on real bins with (heavy-aug-64: the real-bin recipe's)."})
     parts: list[str] = field(default_factory=lambda: ["synthetic-only", "pretrain"], metadata={
         "help": "Which parts to run: synthetic-only, pretrain (which needs the synthetic-only model)."})
     threads: int = field(default=1, metadata={"help": "torch threads (the CPU is usually shared)."})
@@ -131,18 +136,21 @@ def run_pretrain(args: TransferArguments, saved: dict, real) -> None:
     """Fine-tuned from the synthetic-only model vs real only, same folds, seeds and loop."""
     images, labels, ids = real
     variant = real_bins.BASE | {"resolution": args.resolution, "epochs": args.finetune_epochs}
+    variant |= real_bins.VARIANTS[args.finetune_variant]
+    suffix = "" if args.finetune_variant == "ce-64" else f" ({args.finetune_variant})"
     for seed in args.seeds:
         init = None
         for fold, (fit, validation, test) in enumerate(real_bins.folds_of(labels, args.folds, seed)):
-            for arm in ("real-only", "pretrained+real"):
+            for arm in (f"real-only{suffix}", f"pretrained+real{suffix}"):
                 key = f"{arm}/seed{seed}/fold{fold}of{args.folds}"
                 if key in saved["runs"]:
                     continue
-                if arm == "pretrained+real" and init is None:
+                from_synthetic = arm.startswith("pretrained")
+                if from_synthetic and init is None:
                     init = pretrained(args, seed)
                 started = time.time()
                 model = real_bins.train(variant, [images[i] for i in fit], labels[fit], [ids[i] for i in fit], seed,
-                                        init=init if arm == "pretrained+real" else None)
+                                        init=init if from_synthetic else None)
                 held = [images[i] for i in test]
                 saved["runs"][key] = {
                     "part": "pretrain", "variant": arm, "seed": seed, "fold": fold, "settings": variant,
@@ -208,6 +216,10 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(args.parts) - {"synthetic-only", "pretrain"}
     if unknown:
         fail(f"unknown --parts {sorted(unknown)}: choose from synthetic-only, pretrain")
+    if args.finetune_variant not in real_bins.VARIANTS:
+        fail(f"unknown --finetune_variant {args.finetune_variant}: choose from {', '.join(real_bins.VARIANTS)}")
+    if real_bins.VARIANTS[args.finetune_variant].get("resolution", args.resolution) != args.resolution:
+        fail(f"--finetune_variant {args.finetune_variant} trains at another resolution than --resolution")
     torch.set_num_threads(args.threads)
     work = output.with_suffix("")
     stored, labels, ids = real_bins.build_pool(Path(args.real), work / "real")

@@ -55,6 +55,18 @@ def test_tiny_transfer_run_scores_every_arm_and_resumes(real_like, tmp_path, cap
     assert json.loads(output.read_text())["runs"] == json.loads(before)["runs"]
     assert ": " not in capsys.readouterr().out.split("Data:")[0]  # no "<run>: N s" lines
 
+    # both arms again with the real-bin recipe's augmentation, beside the runs above
+    assert transfer.main([*argv, "--parts", "pretrain", "--finetune_variant", "heavy-aug-64"]) == 0
+    runs = json.loads(output.read_text())["runs"]
+    heavy = sorted(key for key in runs if "(heavy-aug-64)" in key)
+    assert heavy == ["pretrained+real (heavy-aug-64)/seed0/fold0of2", "pretrained+real (heavy-aug-64)/seed0/fold1of2",
+                     "real-only (heavy-aug-64)/seed0/fold0of2", "real-only (heavy-aug-64)/seed0/fold1of2"]
+    assert all(runs[key]["settings"]["augment"]["crop_scale"] == 0.6 for key in heavy)
+    assert "| pretrained+real (heavy-aug-64) | 2 |" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as done:
+        transfer.main([*argv, "--finetune_variant", "nope"])
+    assert done.value.code == 2 and "unknown --finetune_variant nope" in capsys.readouterr().err
+
 
 def test_report_only_and_bad_parts(tmp_path, capsys):
     assert transfer.main(["--report_only", "--output", str(tmp_path / "none.json")]) == 0

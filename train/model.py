@@ -42,6 +42,7 @@ def load(args: ModelArguments, names: list[str]):
         else:
             model = AutoModelForImageClassification.from_pretrained(
                 source, config=config, ignore_mismatched_sizes=True, use_safetensors=True, **common)
+            keep_known_rows(model, Path(source), names)
         processor = AutoImageProcessor.from_pretrained(args.processor_name_or_path or source, **common)
     except ValueError as error:
         raise UserError(f"{source} cannot be used as an image classifier: {str(error).splitlines()[0]}") from None
@@ -50,6 +51,28 @@ def load(args: ModelArguments, names: list[str]):
     if args.freeze_backbone:
         freeze_backbone(model)
     return model, processor
+
+
+def keep_known_rows(model: torch.nn.Module, folder: Path, names: list[str]) -> None:
+    """Re-headed from a local counter over other counts (say 0-5 on synthetic bins, now 1-5): each count both know
+    keeps the checkpoint's own row of the head, so only counts it never saw start from scratch."""
+    weights, saved_config = folder / "model.safetensors", folder / "config.json"
+    if not (weights.is_file() and saved_config.is_file()):
+        return  # a Hub id or a sharded checkpoint: the fresh head stays
+    from safetensors.torch import load_file
+
+    old_names = [str(name) for name in AutoConfig.from_pretrained(folder).id2label.values()]
+    shared = [(new, old_names.index(name)) for new, name in enumerate(names) if name in old_names]
+    if len(old_names) == len(names) or not shared:
+        return
+    saved = load_file(str(weights))
+    for key, tensor in model.state_dict().items():
+        old = saved.get(key)
+        if key.startswith("classifier") and old is not None and old.shape[:1] == (len(old_names),) \
+                and tensor.shape[:1] == (len(names),):
+            for new, index in shared:
+                tensor[new] = old[index]
+    logger.info("kept the head's rows of counts %s from %s", ", ".join(names[new] for new, _ in shared), folder)
 
 
 def freeze_backbone(model: torch.nn.Module) -> None:
