@@ -1,7 +1,8 @@
 """Build the counter: any AutoModelForImageClassification with a head over the dataset's count classes.
 
-A checkpoint (Hub id or folder with weights) is fine-tuned — re-heading a 1000-class ImageNet head just works — and a
-folder holding only ``config.json`` + ``preprocessor_config.json`` (``train/configs/tiny-*``) trains from scratch.
+A checkpoint (Hub id or folder with weights) is fine-tuned — re-heading a 1000-class ImageNet head just works, and a
+local counter over other counts keeps its head's rows for the counts both know — and a folder holding only
+``config.json`` + ``preprocessor_config.json`` (``train/configs/tiny-*``) trains from scratch.
 Weights load from safetensors only, and remote code runs only when explicitly allowed.
 """
 
@@ -11,6 +12,7 @@ import logging
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification, PretrainedConfig
 
 from core.cli import UserError
@@ -59,9 +61,8 @@ def keep_known_rows(model: torch.nn.Module, folder: Path, names: list[str]) -> N
     weights, saved_config = folder / "model.safetensors", folder / "config.json"
     if not (weights.is_file() and saved_config.is_file()):
         return  # a Hub id or a sharded checkpoint: the fresh head stays
-    from safetensors.torch import load_file
-
-    old_names = [str(name) for name in AutoConfig.from_pretrained(folder).id2label.values()]
+    id2label = AutoConfig.from_pretrained(folder).id2label
+    old_names = [str(id2label[index]) for index in range(len(id2label))]
     shared = [(new, old_names.index(name)) for new, name in enumerate(names) if name in old_names]
     if len(old_names) == len(names) or not shared:
         return
