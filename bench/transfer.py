@@ -141,11 +141,10 @@ def run_pretrain(args: TransferArguments, saved: dict, real) -> None:
     for seed in args.seeds:
         init = None
         for fold, (fit, validation, test) in enumerate(real_bins.folds_of(labels, args.folds, seed)):
-            for arm in (f"real-only{suffix}", f"pretrained+real{suffix}"):
+            for arm, from_synthetic in ((f"real-only{suffix}", False), (f"pretrained+real{suffix}", True)):
                 key = f"{arm}/seed{seed}/fold{fold}of{args.folds}"
                 if key in saved["runs"]:
                     continue
-                from_synthetic = arm.startswith("pretrained")
                 if from_synthetic and init is None:
                     init = pretrained(args, seed)
                 started = time.time()

@@ -64,7 +64,7 @@ def keep_known_rows(model: torch.nn.Module, folder: Path, names: list[str]) -> N
     id2label = AutoConfig.from_pretrained(folder).id2label
     old_names = [str(id2label[index]) for index in range(len(id2label))]
     shared = [(new, old_names.index(name)) for new, name in enumerate(names) if name in old_names]
-    if len(old_names) == len(names) or not shared:
+    if len(old_names) == len(names) or not shared:  # same size: from_pretrained kept the head as it was
         return
     saved = load_file(str(weights))
     for key, tensor in model.state_dict().items():

@@ -25,7 +25,6 @@ from PIL import Image, ImageEnhance
 from transformers import TrainerCallback
 
 from core import preprocess
-from core.preprocess import fast_processor
 
 # Rotation fills the corners with the ImageNet mean colour, which normalises to about zero.
 FILL = (124, 116, 104)
@@ -77,7 +76,7 @@ class BinTransform:
 
     def __init__(self, processor, augmentation: Augmentation | None = None, seed: int = 0) -> None:
         self.processor = processor
-        self.fast = fast_processor(processor)
+        self.fast = preprocess.fast_processor(processor)
         self.work_side = None  # augment at full size, unless the processor's size is known
         if self.fast is not None:
             self.work_side = round(WORK_MARGIN * self.fast.shorter_side())
