@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,6 +29,21 @@ def python_env(**extra: str) -> dict[str, str]:
     """Environment for subprocesses that run this project's entry points the way a user does."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", **extra}
     return env
+
+
+def train_args(dataset: Path, out: Path, arch: str = "tiny-resnet", *extra: str) -> list[str]:
+    """train.run's options for a quick run of a tiny model from config on ``dataset``; ``extra`` adds or overrides."""
+    return ["--dataset", str(dataset), "--model_name_or_path", str(TINY_CONFIGS / arch), "--output_dir", str(out),
+            "--num_train_epochs", "2", "--per_device_train_batch_size", "16", "--learning_rate", "2e-3",
+            "--dataloader_num_workers", "1", "--max_train_samples", "96", "--max_eval_samples", "32",
+            "--logging_steps", "2", "--seed", "7", *extra]
+
+
+def run_train(args: list[str], env: dict | None = None, launcher: list[str] | None = None,
+              timeout: int = 600) -> subprocess.CompletedProcess:
+    """``python -m train.run`` (or under ``launcher``) as a user runs it, its output captured."""
+    command = (launcher or [sys.executable, "-m"]) + ["train.run", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env or python_env())
 
 
 HUB_TOKEN = "hf_local_test_token"

@@ -1,17 +1,15 @@
-"""train.run end to end on tiny models from config and the synthetic dataset: artifacts, pipeline round trip, resume
-after SIGKILL, two processes, the Hub, tuning and bad input."""
+"""train.run end to end on tiny models from config and the synthetic dataset: artifacts, pipeline round trip, metric
+lines, the Hub, tuning, config files and bad input (resume and several processes: test_train_processes.py)."""
 
 from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,7 +18,7 @@ from datasets import ClassLabel, load_from_disk
 from PIL import Image
 
 from inference import handler
-from tests.conftest import HUB_TOKEN, TINY_CONFIGS, hub_env, python_env
+from tests.conftest import HUB_TOKEN, TINY_CONFIGS, hub_env, run_train, train_args
 from train.logs import metric_definitions
 from train.run import main as train_main
 
@@ -28,23 +26,24 @@ ARTIFACTS = ("model.safetensors", "config.json", "preprocessor_config.json", "al
              "confusion_matrix.png", "training_curves.png", "run_args.json", "README.md")
 
 
-def train_args(dataset: Path, out: Path, arch: str = "tiny-resnet", *extra: str) -> list[str]:
-    return ["--dataset", str(dataset), "--model_name_or_path", str(TINY_CONFIGS / arch), "--output_dir", str(out),
-            "--num_train_epochs", "2", "--per_device_train_batch_size", "16", "--learning_rate", "2e-3",
-            "--dataloader_num_workers", "1", "--max_train_samples", "96", "--max_eval_samples", "32",
-            "--logging_steps", "2", "--seed", "7", *extra]
+@pytest.fixture(scope="module")
+def trained(tiny_dataset, tmp_path_factory) -> Callable[[str], tuple[Path, subprocess.CompletedProcess]]:
+    """``train.run`` with ``train_args`` once per architecture, its folder and its output shared by the tests that
+    only read them (each run is ~20 s of start-up and training)."""
+    runs: dict[str, tuple[Path, subprocess.CompletedProcess]] = {}
 
+    def run(arch: str) -> tuple[Path, subprocess.CompletedProcess]:
+        if arch not in runs:
+            out = tmp_path_factory.mktemp(arch) / "model"
+            runs[arch] = out, run_train(train_args(tiny_dataset, out, arch))
+        return runs[arch]
 
-def run_train(args: list[str], env: dict | None = None, launcher: list[str] | None = None,
-              timeout: int = 600) -> subprocess.CompletedProcess:
-    command = (launcher or [sys.executable, "-m"]) + ["train.run", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env or python_env())
+    return run
 
 
 @pytest.mark.parametrize("arch", ["tiny-resnet", "tiny-vit"])
-def test_train_writes_artifacts_and_round_trips_through_the_pipeline(tiny_dataset, tmp_path, arch):
-    out = tmp_path / "model"
-    result = run_train(train_args(tiny_dataset, out, arch))
+def test_train_writes_artifacts_and_round_trips_through_the_pipeline(tiny_dataset, trained, arch):
+    out, result = trained(arch)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "training from scratch" in result.stderr
     for name in ARTIFACTS:
@@ -69,8 +68,8 @@ def test_train_writes_artifacts_and_round_trips_through_the_pipeline(tiny_datase
     assert len(pipeline("image-classification", model=str(out))(image)) == 5  # the pipeline's default top 5
 
 
-def test_metric_lines_match_sagemaker_regexes(tiny_dataset, tmp_path):
-    result = run_train(train_args(tiny_dataset, tmp_path / "model", "tiny-resnet", "--num_train_epochs", "1"))
+def test_metric_lines_match_sagemaker_regexes(trained):
+    out, result = trained("tiny-resnet")
     assert result.returncode == 0, result.stderr[-3000:]
     found = {}
     for definition in metric_definitions():
@@ -80,55 +79,8 @@ def test_metric_lines_match_sagemaker_regexes(tiny_dataset, tmp_path):
     for name in ("loss", "eval_loss", "eval_accuracy", "eval_rmse", "train_images_per_second", "test_accuracy"):
         assert found[name], f"no metric line for {name}"
     assert all(0 <= v <= 1 for v in found["eval_accuracy"])
-    metrics = json.loads((tmp_path / "model" / "all_results.json").read_text())
-    assert found["test_accuracy"][-1] == pytest.approx(metrics["test_accuracy"], abs=1e-5)
-
-
-def test_resume_after_sigkill_matches_an_uninterrupted_run(tiny_dataset, tmp_path):
-    extra = ("--num_train_epochs", "3", "--save_strategy", "steps", "--save_steps", "4", "--eval_strategy", "steps",
-             "--eval_steps", "4", "--save_total_limit", "10")
-    reference = run_train(train_args(tiny_dataset, tmp_path / "reference", "tiny-resnet", *extra))
-    assert reference.returncode == 0, reference.stderr[-3000:]
-
-    out = tmp_path / "killed"
-    command = [sys.executable, "-m", "train.run", *train_args(tiny_dataset, out, "tiny-resnet", *extra)]
-    process = subprocess.Popen(command,
-                               env=python_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
-    deadline = time.monotonic() + 300
-    while not list(out.glob("checkpoint-*/trainer_state.json")) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    assert not (out / "all_results.json").exists(), "the run finished before it could be killed"
-    resumed = run_train(train_args(tiny_dataset, out, "tiny-resnet", *extra))
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "resuming from" in resumed.stderr
-
-    def final_state(path: Path) -> dict:
-        state = json.loads(max(path.glob("checkpoint-*/trainer_state.json"),
-                               key=lambda p: int(p.parent.name.split("-")[1])).read_text())
-        return {"global_step": state["global_step"], **json.loads((path / "all_results.json").read_text())}
-
-    expected, got = final_state(tmp_path / "reference"), final_state(out)
-    assert got["global_step"] == expected["global_step"] == 18
-    for key in ("eval_loss", "eval_accuracy", "eval_rmse", "test_loss", "test_accuracy", "test_rmse_expected"):
-        assert got[key] == pytest.approx(expected[key], rel=1e-4, abs=1e-5), key
-
-
-def test_two_processes_evaluate_each_image_once(tiny_dataset, tmp_path):
-    out = tmp_path / "ddp"
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m"]
-    result = run_train(train_args(tiny_dataset, out, "tiny-resnet", "--num_train_epochs", "1"), launcher=launcher)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "process 0 of 2" in result.stderr and "process 1 of 2" in result.stderr
     metrics = json.loads((out / "all_results.json").read_text())
-    dataset = load_from_disk(str(tiny_dataset))
-    assert metrics["eval_num_samples"] == min(32, len(dataset["validation"]))
-    assert metrics["test_num_samples"] == min(32, len(dataset["test"]))
-    assert result.stdout.count("test results") == 1  # one process reports and writes
-    assert (out / "model.safetensors").is_file()
+    assert found["test_accuracy"][-1] == pytest.approx(metrics["test_accuracy"], abs=1e-5)
 
 
 def test_push_to_hub_and_load_back_with_pipeline(tiny_dataset, hub, tmp_path):
@@ -168,19 +120,6 @@ def test_hyperparameter_search_writes_best_params(tiny_dataset, tmp_path):
                                         "weight_decay"}
     trials = (tmp_path / "search" / "trials.csv").read_text().splitlines()
     assert len(trials) == 3 and max(float(t.split(",")[-1]) for t in trials[1:]) == best["best_value"]
-
-
-def test_same_seed_same_losses_and_learning(tiny_dataset, tmp_path):
-    histories = []
-    for run in ("a", "b"):
-        args = train_args(tiny_dataset, tmp_path / run, "tiny-resnet", "--dataloader_num_workers", "0",
-                          "--num_train_epochs", "3", "--eval_strategy", "no", "--save_strategy", "no",
-                          "--load_best_model_at_end", "False", "--logging_steps", "1")
-        assert train_main(args) == 0
-        state = json.loads((tmp_path / run / "all_results.json").read_text())
-        histories.append(state)
-    assert histories[0]["train_loss"] == histories[1]["train_loss"]
-    assert histories[0]["test_loss"] == histories[1]["test_loss"]
 
 
 # ---- bad input -------------------------------------------------------------------------------------------------------
