@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from transformers import AutoConfig, AutoModelForImageClassification, HfArgumentParser, set_seed
 from transformers.optimization import get_cosine_schedule_with_warmup
 
@@ -72,6 +73,7 @@ VARIANTS = {
     "ordinal-48-heavy-aug-narrow": {"objective": "ordinal", "resolution": 48, "augment": HEAVY_AUG, "width": 0.5},
     "heavy-aug-64-wide": {"augment": HEAVY_AUG, "width": 2.0},
     "heavy-aug-64-deep": {"augment": HEAVY_AUG, "depths": [2, 2, 2, 2]},
+    "heavy-aug-64-ema": {"augment": HEAVY_AUG, "ema": 0.98},
 }
 
 
@@ -162,7 +164,8 @@ def loss_of(variant: dict, names: list[str] = NAMES) -> CountingLoss:
 def train(variant: dict, images: list, labels: np.ndarray, ids: list[str], seed: int,
           init: torch.nn.Module | None = None, names: list[str] = NAMES) -> torch.nn.Module:
     """AdamW, cosine schedule with 10% warm-up, augmentation seeded by (seed, epoch, image id) as in train.run;
-    from ``init``'s weights (fine-tuning) or from scratch."""
+    from ``init``'s weights (fine-tuning) or from scratch. With ``ema`` in the variant, the model returned is the
+    exponential moving average of the weights and batch-norm statistics over the steps, at that decay per step."""
     set_seed(seed)
     model = (copy.deepcopy(init) if init is not None else make_model(variant, names)).train()
     loss = loss_of(variant, names)
@@ -170,6 +173,9 @@ def train(variant: dict, images: list, labels: np.ndarray, ids: list[str], seed:
     optimizer = torch.optim.AdamW(model.parameters(), lr=variant["lr"], weight_decay=variant["weight_decay"])
     schedule = get_cosine_schedule_with_warmup(optimizer, round(0.1 * steps), steps)
     augment = Augmentation(**variant["augment"]) if variant["augment"] else None
+    average = None
+    if variant.get("ema"):
+        average = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(variant["ema"]), use_buffers=True)
     for epoch in range(variant["epochs"]):
         order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed * 1000 + epoch)).tolist()
         for start in range(0, len(order), variant["batch_size"]):
@@ -183,7 +189,9 @@ def train(variant: dict, images: list, labels: np.ndarray, ids: list[str], seed:
             value.backward()
             optimizer.step()
             schedule.step()
-    return model.eval()
+            if average is not None:
+                average.update_parameters(model)
+    return (average.module if average is not None else model).eval()
 
 
 @torch.inference_mode()
