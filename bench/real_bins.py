@@ -16,7 +16,9 @@ images are resized to ``resolution`` x ``resolution`` and normalised like the re
 is train/objectives.py's ``CountingLoss``. Decoding (argmax, expected count, rounded expected count) and horizontal
 flip test-time augmentation are scored from the same saved logits, so they cost nothing extra.
 
-Results are saved after every run (bench/results/real_bins.json) and a restarted bench skips finished runs.
+Results are saved after every run (bench/results/real_bins.json) and a restarted bench skips finished runs; the
+table goes to real_bins.md and, as a picture (accuracy and expected-count RMSE per variant against the
+constants), to real_bins.png.
 """
 
 from __future__ import annotations
@@ -305,11 +307,17 @@ COLUMNS = {  # table column -> (row key, scale)
 }
 
 
-def report(saved: dict) -> str:
-    """Mean ± sd over every (seed, fold) run of each variant, and the constants over the same folds."""
+def scored_by_variant(saved: dict) -> dict[str, list[dict]]:
+    """Every saved run scored, grouped by variant in the order they were first run."""
     by_variant: dict[str, list[dict]] = {}
     for run in saved["runs"].values():
         by_variant.setdefault(run["variant"], []).append(scored(run))
+    return by_variant
+
+
+def report(saved: dict) -> str:
+    """Mean ± sd over every (seed, fold) run of each variant, and the constants over the same folds."""
+    by_variant = scored_by_variant(saved)
     rows = []
     for name, runs in by_variant.items():
         row = {"variant": name, "runs": len(runs)}
@@ -319,7 +327,7 @@ def report(saved: dict) -> str:
             row[column] = (f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
                            if len(values) > 1 else f"{values[0]:.{digits}f}" if values else "–")
         rows.append(row)
-    constants = [scored(run) for run in saved["runs"].values() if run["variant"] == rows[0]["variant"]] if rows else []
+    constants = next(iter(by_variant.values()), [])
     if constants:
         accuracy = [100 * r["const_accuracy"] for r in constants]
         rmse = [r["const_rmse"] for r in constants]
@@ -328,6 +336,31 @@ def report(saved: dict) -> str:
                      "RMSE argmax": f"{statistics.mean(rmse):.3f} ± {statistics.stdev(rmse):.3f}"})
     return (f"Data: {saved.get('data')}. Machine: {describe(saved['machine'])} (shared with other work).\n\n"
             + markdown_table(rows, ["variant", "runs", *COLUMNS]))
+
+
+def plot(saved: dict, path: Path) -> Path:
+    """Accuracy and expected-count RMSE of each variant, mean ± sd over its runs, against the constants' (dashed):
+    which ideas moved a from-scratch model off chance, at a glance."""
+    from matplotlib.figure import Figure
+
+    by_variant = scored_by_variant(saved)
+    names = list(by_variant)[::-1]  # the first variant run on top
+    figure = Figure(figsize=(10, 0.35 * len(names) + 1.5), layout="constrained")
+    panels = (("accuracy", 100, "const_accuracy", "accuracy (%)"),
+              ("rmse_expected", 1, "const_rmse", "RMSE of the expected count (items)"))
+    for axes, (key, scale, constant, label) in zip(figure.subplots(1, 2, sharey=True), panels):
+        values = [[scale * run[key] for run in by_variant[name]] for name in names]
+        axes.errorbar([np.mean(v) for v in values], names, fmt="o", capsize=3, label="mean ± sd over runs",
+                      xerr=[np.std(v, ddof=1) if len(v) > 1 else 0 for v in values])
+        baseline = scale * np.mean([run[constant] for run in next(iter(by_variant.values()))])
+        axes.axvline(baseline, color="black", linestyle="--", label="constant answer")
+        axes.set_xlabel(label)
+        axes.grid(axis="x", alpha=0.3)
+    figure.legend(*axes.get_legend_handles_labels(), loc="outside lower center", ncols=2)
+    figure.suptitle(f"From-scratch variants on {saved.get('data')}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -345,9 +378,11 @@ def main(argv: list[str] | None = None) -> int:
     output = Path(args.output)
     if not output.is_file():
         fail(f"no results at {output} yet")
-    table = report(json.loads(output.read_text()))
+    saved = json.loads(output.read_text())
+    table = report(saved)
     output.with_suffix(".md").write_text(table + "\n")
     print(table)
+    print(f"\nplot: {plot(saved, output.with_suffix('.png'))}")
     return 0
 
 

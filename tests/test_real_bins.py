@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from bench import real_bins
+from bench.report import machine
 
 
 def tiny_run(**settings) -> torch.nn.Module:
@@ -29,3 +30,28 @@ def test_moving_average_of_the_weights_is_the_model_kept(one_torch_thread):
     moved = [name for name, value in plain.items() if value.is_floating_point()
              and not torch.allclose(averaged[name], value, atol=1e-6)]
     assert any("running_mean" in name for name in moved) and any("weight" in name for name in moved)
+
+
+def fake_run(variant: str, seed: int, fold: int, skill: float) -> dict:
+    """A saved run whose logits lean towards the true count by ``skill``."""
+    gen = np.random.default_rng(100 * seed + fold)
+
+    def logits(labels: np.ndarray) -> list:
+        return (gen.normal(0, 1, (len(labels), 5)) + skill * np.eye(5)[labels]).tolist()
+
+    fit, validation, test = (gen.integers(0, 5, n) for n in (200, 60, 80))
+    return {"variant": variant, "seed": seed, "fold": fold, "train_s": 1.0, "fit_labels": fit.tolist(),
+            "validation_labels": validation.tolist(), "test_labels": test.tolist(),
+            "validation_logits": logits(validation), "test_logits": logits(test), "test_flip_logits": logits(test)}
+
+
+def test_report_and_plot_give_every_variant_beside_the_constants(tmp_path):
+    runs = [fake_run(name, seed, 0, skill) for name, skill in (("weak", 0.2), ("strong", 3.0)) for seed in (0, 1)]
+    saved = {"data": "fake bins", "machine": machine(), "runs": {f"{r['variant']}/{r['seed']}": r for r in runs}}
+    table = real_bins.report(saved).splitlines()
+    rows = {line.split("|")[1].strip(): line.split("|")[3].strip() for line in table if line.startswith("| ")}
+    assert list(rows)[1:] == ["weak", "strong", "constant (majority / central count of the training part)"]
+    strong = np.mean([real_bins.scored(r)["accuracy"] for r in runs[2:]])
+    assert rows["strong"].startswith(f"{100 * strong:.1f} ± ") and float(rows["strong"].split()[0]) > 60
+    picture = real_bins.plot(saved, tmp_path / "real_bins.png")
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
