@@ -88,6 +88,8 @@ class BenchArguments:
     threads: int = field(default=1, metadata={"help": "torch threads (the CPU is usually shared)."})
     output: str = field(default=str(RESULTS / "real_bins.json"), metadata={"help": "Resumable results file."})
     report_only: bool = field(default=False, metadata={"help": "Print the table of the runs saved so far."})
+    ensemble: list[str] = field(default_factory=list, metadata={
+        "help": "Also score these variants' saved runs averaged per held-out fold (an ensemble of them)."})
     export: str | None = field(default=None, metadata={
         "help": "Write both layouts' builds as one DatasetDict here (train.run --dataset) and stop."})
     split_ratios: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1], metadata={
@@ -338,6 +340,30 @@ def report(saved: dict) -> str:
             + markdown_table(rows, ["variant", "runs", *COLUMNS]))
 
 
+def ensemble(saved: dict, variants: list[str]) -> dict[str, float]:
+    """Accuracy and expected-count RMSE of the named variants' runs with their probabilities averaged on each held-out
+    fold (every seed holds out the same bins per fold), against their single runs: would averaging models help?"""
+    by_fold: dict[int, list[dict]] = {}
+    for run in saved["runs"].values():
+        if run["variant"] in variants:
+            by_fold.setdefault(run["fold"], []).append(run)
+    if not by_fold:
+        raise ValueError(f"no saved runs of {variants}")
+    counts = np.arange(1, len(NAMES) + 1)
+    accuracy, rmse = [], []
+    for runs in by_fold.values():
+        if any(run["test_labels"] != runs[0]["test_labels"] for run in runs):
+            raise ValueError("runs of one fold hold out different bins; were they made with other --folds?")
+        truth = np.asarray(runs[0]["test_labels"])
+        probabilities = np.mean([calibration.softmax(np.asarray(run["test_logits"])) for run in runs], axis=0)
+        accuracy.append(float(np.mean(probabilities.argmax(-1) == truth)))
+        rmse.append(_rmse(probabilities @ counts - counts[truth]))
+    singles = [scored(run) for runs in by_fold.values() for run in runs]
+    return {"runs": len(singles), "accuracy": statistics.mean(accuracy), "rmse_expected": statistics.mean(rmse),
+            "single_accuracy": statistics.mean(r["accuracy"] for r in singles),
+            "single_rmse_expected": statistics.mean(r["rmse_expected"] for r in singles)}
+
+
 def plot(saved: dict, path: Path) -> Path:
     """Accuracy and expected-count RMSE of each variant, mean ± sd over its runs, against the constants' (dashed):
     which ideas moved a from-scratch model off chance, at a glance."""
@@ -383,6 +409,14 @@ def main(argv: list[str] | None = None) -> int:
     output.with_suffix(".md").write_text(table + "\n")
     print(table)
     print(f"\nplot: {plot(saved, output.with_suffix('.png'))}")
+    if args.ensemble:
+        try:
+            scores = ensemble(saved, args.ensemble)
+        except ValueError as error:
+            fail(str(error))
+        print(f"\nensemble of {scores['runs']} runs of {', '.join(args.ensemble)}, averaged per fold: accuracy "
+              f"{100 * scores['accuracy']:.1f}% (single runs {100 * scores['single_accuracy']:.1f}%), expected-count "
+              f"RMSE {scores['rmse_expected']:.3f} (single runs {scores['single_rmse_expected']:.3f})")
     return 0
 
 

@@ -1,10 +1,12 @@
-"""bench.real_bins' training loop: the weight-average variant keeps the moving average of the run it averages."""
+"""bench.real_bins: the weight-average variant keeps the moving average of its run, the table and its picture, and
+the ensemble of saved runs."""
 
 from __future__ import annotations
 
 import random
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -55,3 +57,22 @@ def test_report_and_plot_give_every_variant_beside_the_constants(tmp_path):
     assert rows["strong"].startswith(f"{100 * strong:.1f} ± ") and float(rows["strong"].split()[0]) > 60
     picture = real_bins.plot(saved, tmp_path / "real_bins.png")
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_ensemble_averages_the_runs_of_each_fold():
+    runs = {f"a/{seed}/{fold}": fake_run("a", seed, fold, 1.0) for seed in (0, 1) for fold in (0, 1)}
+    for fold in (0, 1):  # every seed holds out the same bins of a fold, as folds_of makes them
+        runs[f"a/1/{fold}"]["test_labels"] = runs[f"a/0/{fold}"]["test_labels"]
+    saved = {"runs": runs}
+    scores = real_bins.ensemble(saved, ["a"])
+    assert scores["runs"] == 4
+    assert scores["single_accuracy"] == pytest.approx(np.mean([real_bins.scored(r)["accuracy"] for r in runs.values()]))
+    twins = {"runs": {"x": runs["a/0/0"], "y": runs["a/0/0"] | {"variant": "b"}}}
+    alone = real_bins.scored(runs["a/0/0"])
+    assert real_bins.ensemble(twins, ["a", "b"])["accuracy"] == pytest.approx(alone["accuracy"])
+    assert real_bins.ensemble(twins, ["a", "b"])["rmse_expected"] == pytest.approx(alone["rmse_expected"])
+    runs["a/1/0"]["test_labels"] = list(reversed(runs["a/0/0"]["test_labels"]))
+    with pytest.raises(ValueError, match="different bins"):
+        real_bins.ensemble(saved, ["a"])
+    with pytest.raises(ValueError, match="no saved runs"):
+        real_bins.ensemble(saved, ["c"])
