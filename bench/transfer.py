@@ -2,12 +2,15 @@
 
     python -m bench.transfer [--seeds 0 1] [--folds 3] [--synthetic_images 3000] [--resolution 64] [--threads 1]
     python -m bench.transfer --parts pretrain --finetune_variant heavy-aug-64
+    python -m bench.transfer --parts synthetic-only --synthetic_variant heavy-aug-64
     python -m bench.transfer --report_only    # the tables from the runs saved so far
 
 1. Synthetic only: the demo's recipe (tiny-resnet from scratch, 15 epochs, learning rate 2e-3, batch 32, the default
    augmentation; 0-5 items as six classes) trained on synthetic bins, tested on every real bin: accuracy, RMSE,
    expected-count RMSE and verify's false alarms on true records (P(recorded count) <= 0.1, the handler's default
    mismatch threshold), next to the constant answer 3 and the class prior (ABID's balance, which raises no alarm).
+   ``--synthetic_variant heavy-aug-64`` trains it with that bench.real_bins variant's settings over the demo's (the
+   real-bin recipe's heavier augmentation), saved beside the demo recipe's runs; pre-training then starts from it.
 2. Pre-training: that synthetic-only model, re-headed to 1-5 items (its head without the row for 0), fine-tuned on
    real bins, against the model trained on real bins only, on the same stratified folds and seeds as bench.real_bins,
    with the same training loop (bench.real_bins.train) and the same scoring (bench.real_bins.scored); both arms
@@ -52,6 +55,8 @@ class TransferArguments:
     resolution: int = field(default=64, metadata={"help": "Training resolution (the demo's processor uses 128)."})
     demo_epochs: int = field(default=15, metadata={"help": "Epochs of the synthetic-only (demo recipe) model."})
     finetune_epochs: int = field(default=20, metadata={"help": "Epochs on real bins (bench.real_bins' ce-64)."})
+    synthetic_variant: str = field(default="ce-64", metadata={
+        "help": "The bench.real_bins variant whose settings the synthetic-only model adds to the demo recipe's."})
     finetune_variant: str = field(default="ce-64", metadata={
         "help": "The bench.real_bins variant both arms train on real bins with (heavy-aug-64: the real-bin recipe's)."})
     parts: list[str] = field(default_factory=lambda: ["synthetic-only", "pretrain"], metadata={
@@ -101,18 +106,25 @@ def save(saved: dict, output: Path) -> None:
     output.write_text(json.dumps(saved))
 
 
+def tagged(name: str, variant: str) -> str:
+    """A run's name with the bench.real_bins variant it trains with, unless that is the default."""
+    return name if variant == "ce-64" else f"{name} ({variant})"
+
+
 def run_synthetic_only(args: TransferArguments, saved: dict, synthetic, real) -> None:
     images, labels, ids = synthetic
     variant = DEMO | {"resolution": args.resolution, "epochs": args.demo_epochs}
+    variant |= real_bins.VARIANTS[args.synthetic_variant]
     for seed in args.seeds:
-        key = f"synthetic-only/seed{seed}"
+        key = f"{tagged('synthetic-only', args.synthetic_variant)}/seed{seed}"
         if key in saved["runs"]:
             continue
         started = time.time()
         model = real_bins.train(variant, images, labels, ids, seed, names=SYNTHETIC_NAMES)
         weights_path(args, seed).parent.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights_path(args, seed)))
-        saved["runs"][key] = {"part": "synthetic-only", "seed": seed, "settings": variant,
+        saved["runs"][key] = {"part": "synthetic-only", "variant": args.synthetic_variant, "seed": seed,
+                              "settings": variant,
                               "train_s": round(time.time() - started, 1), "test_counts": (real[1] + 1).tolist(),
                               "test_logits": real_bins.logits_of(model, real[0], args.resolution)}
         save(saved, Path(args.output))
@@ -120,7 +132,10 @@ def run_synthetic_only(args: TransferArguments, saved: dict, synthetic, real) ->
 
 
 def weights_path(args: TransferArguments, seed: int) -> Path:
-    return Path(args.output).with_suffix("") / f"synthetic-only-seed{seed}-{args.resolution}px.safetensors"
+    name = f"synthetic-only-seed{seed}-{args.resolution}px"
+    if args.synthetic_variant != "ce-64":
+        name += f"-{args.synthetic_variant}"
+    return Path(args.output).with_suffix("") / f"{name}.safetensors"
 
 
 def pretrained(args: TransferArguments, seed: int) -> torch.nn.Module:
@@ -137,11 +152,14 @@ def run_pretrain(args: TransferArguments, saved: dict, real) -> None:
     images, labels, ids = real
     variant = real_bins.BASE | {"resolution": args.resolution, "epochs": args.finetune_epochs}
     variant |= real_bins.VARIANTS[args.finetune_variant]
-    suffix = "" if args.finetune_variant == "ce-64" else f" ({args.finetune_variant})"
+    pretrained_arm = "pretrained+real"
+    if args.synthetic_variant != "ce-64":
+        pretrained_arm += f" (synthetic {args.synthetic_variant})"
+    arms = ((tagged("real-only", args.finetune_variant), False), (tagged(pretrained_arm, args.finetune_variant), True))
     for seed in args.seeds:
         init = None
         for fold, (fit, validation, test) in enumerate(real_bins.folds_of(labels, args.folds, seed)):
-            for arm, from_synthetic in ((f"real-only{suffix}", False), (f"pretrained+real{suffix}", True)):
+            for arm, from_synthetic in arms:
                 key = f"{arm}/seed{seed}/fold{fold}of{args.folds}"
                 if key in saved["runs"]:
                     continue
@@ -170,15 +188,21 @@ def mean_sd(values: list[float], scale: float) -> str:
 
 def report(saved: dict) -> str:
     """The two tables: synthetic only vs the constants; pre-trained vs real only (mean ± sd over seeds and folds)."""
-    rows = [synthetic_only(run) for run in saved["runs"].values() if run["part"] == "synthetic-only"]
+    by_variant: dict[str, list[dict]] = {}
+    for run in saved["runs"].values():
+        if run["part"] == "synthetic-only":
+            by_variant.setdefault(run.get("variant", "ce-64"), []).append(synthetic_only(run))
     text = [f"Data: {saved.get('data', '?')}. Machine: {describe(saved['machine'])}." if "machine" in saved else ""]
-    if rows:
-        table = [{"model": f"synthetic only (demo recipe, {len(rows)} seeds)",
+    if by_variant:
+        table = [{"model": f"synthetic only (demo recipe{'' if name == 'ce-64' else ' with ' + name}, "
+                           f"{len(rows)} seeds)",
                   "accuracy (%)": mean_sd([r["accuracy"] for r in rows], 100),
                   "RMSE": mean_sd([r["rmse"] for r in rows], 1),
                   "expected-count RMSE": mean_sd([r["rmse_expected"] for r in rows], 1),
-                  "true records called mismatch (%)": mean_sd([r["false_alarm"] for r in rows], 100)},
-                 {"model": "constant 3", "accuracy (%)": f"{100 * rows[0]['const3_accuracy']:.1f}",
+                  "true records called mismatch (%)": mean_sd([r["false_alarm"] for r in rows], 100)}
+                 for name, rows in by_variant.items()]
+        rows = next(iter(by_variant.values()))
+        table += [{"model": "constant 3", "accuracy (%)": f"{100 * rows[0]['const3_accuracy']:.1f}",
                   "RMSE": f"{rows[0]['const3_rmse']:.3f}"},
                  {"model": "class prior (ABID's balance)",
                   "expected-count RMSE": f"{rows[0]['prior_rmse_expected']:.3f}",
@@ -215,10 +239,12 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(args.parts) - {"synthetic-only", "pretrain"}
     if unknown:
         fail(f"unknown --parts {sorted(unknown)}: choose from synthetic-only, pretrain")
-    if args.finetune_variant not in real_bins.VARIANTS:
-        fail(f"unknown --finetune_variant {args.finetune_variant}: choose from {', '.join(real_bins.VARIANTS)}")
-    if real_bins.VARIANTS[args.finetune_variant].get("resolution", args.resolution) != args.resolution:
-        fail(f"--finetune_variant {args.finetune_variant} trains at another resolution than --resolution")
+    variants = (("--synthetic_variant", args.synthetic_variant), ("--finetune_variant", args.finetune_variant))
+    for option, name in variants:
+        if name not in real_bins.VARIANTS:
+            fail(f"unknown {option} {name}: choose from {', '.join(real_bins.VARIANTS)}")
+        if real_bins.VARIANTS[name].get("resolution", args.resolution) != args.resolution:
+            fail(f"{option} {name} trains at another resolution than --resolution")
     torch.set_num_threads(args.threads)
     work = output.with_suffix("")
     stored, labels, ids = real_bins.build_pool(Path(args.real), work / "real")

@@ -67,6 +67,22 @@ def test_tiny_transfer_run_scores_every_arm_and_resumes(real_like, tmp_path, cap
         transfer.main([*argv, "--finetune_variant", "nope"])
     assert done.value.code == 2 and "unknown --finetune_variant nope" in capsys.readouterr().err
 
+    # the synthetic-only model with the recipe's augmentation, and pre-training from it, beside the runs above
+    assert transfer.main([*argv, "--synthetic_variant", "heavy-aug-64"]) == 0
+    runs = json.loads(output.read_text())["runs"]
+    assert runs["synthetic-only (heavy-aug-64)/seed0"]["settings"]["augment"]["crop_scale"] == 0.6
+    assert runs["synthetic-only/seed0"]["settings"]["augment"]["crop_scale"] == 0.8
+    assert list((tmp_path / "transfer").glob("synthetic-only-seed0-16px-heavy-aug-64.safetensors"))
+    assert sorted(key for key in runs if "synthetic heavy-aug-64" in key) == [
+        f"pretrained+real (synthetic heavy-aug-64)/seed0/fold{k}of2" for k in range(2)]
+    text = capsys.readouterr().out
+    assert "| synthetic only (demo recipe with heavy-aug-64, 1 seeds) |" in text
+    assert "| synthetic only (demo recipe, 1 seeds) |" in text
+    with pytest.raises(SystemExit) as done:
+        transfer.main([*argv, "--synthetic_variant", "heavy-aug-96"])
+    assert done.value.code == 2 and "--synthetic_variant heavy-aug-96 trains at another resolution" in \
+        capsys.readouterr().err
+
 
 def test_report_only_and_bad_parts(tmp_path, capsys):
     assert transfer.main(["--report_only", "--output", str(tmp_path / "none.json")]) == 0
