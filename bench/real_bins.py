@@ -317,9 +317,9 @@ def scored_by_variant(saved: dict) -> dict[str, list[dict]]:
     return by_variant
 
 
-def report(saved: dict) -> str:
-    """Mean ± sd over every (seed, fold) run of each variant, and the constants over the same folds."""
-    by_variant = scored_by_variant(saved)
+def report(saved: dict, by_variant: dict[str, list[dict]]) -> str:
+    """Mean ± sd over every (seed, fold) run of each variant (``scored_by_variant``), and the constants over the same
+    folds."""
     rows = []
     for name, runs in by_variant.items():
         row = {"variant": name, "runs": len(runs)}
@@ -340,7 +340,7 @@ def report(saved: dict) -> str:
             + markdown_table(rows, ["variant", "runs", *COLUMNS]))
 
 
-def ensemble(saved: dict, variants: list[str]) -> dict[str, float]:
+def ensemble(saved: dict, by_variant: dict[str, list[dict]], variants: list[str]) -> dict[str, float]:
     """Accuracy and expected-count RMSE of the named variants' runs with their probabilities averaged on each held-out
     fold (every seed holds out the same bins per fold), against their single runs: would averaging models help?"""
     by_fold: dict[int, list[dict]] = {}
@@ -358,18 +358,17 @@ def ensemble(saved: dict, variants: list[str]) -> dict[str, float]:
         probabilities = np.mean([calibration.softmax(np.asarray(run["test_logits"])) for run in runs], axis=0)
         accuracy.append(float(np.mean(probabilities.argmax(-1) == truth)))
         rmse.append(_rmse(probabilities @ counts - counts[truth]))
-    singles = [scored(run) for runs in by_fold.values() for run in runs]
+    singles = [row for name in variants for row in by_variant.get(name, [])]
     return {"runs": len(singles), "accuracy": statistics.mean(accuracy), "rmse_expected": statistics.mean(rmse),
             "single_accuracy": statistics.mean(r["accuracy"] for r in singles),
             "single_rmse_expected": statistics.mean(r["rmse_expected"] for r in singles)}
 
 
-def plot(saved: dict, path: Path) -> Path:
+def plot(by_variant: dict[str, list[dict]], title: str, path: Path) -> Path:
     """Accuracy and expected-count RMSE of each variant, mean ± sd over its runs, against the constants' (dashed):
     which ideas moved a from-scratch model off chance, at a glance."""
     from matplotlib.figure import Figure
 
-    by_variant = scored_by_variant(saved)
     names = list(by_variant)[::-1]  # the first variant run on top
     figure = Figure(figsize=(10, 0.35 * len(names) + 1.5), layout="constrained")
     panels = (("accuracy", 100, "const_accuracy", "accuracy (%)"),
@@ -383,7 +382,7 @@ def plot(saved: dict, path: Path) -> Path:
         axes.set_xlabel(label)
         axes.grid(axis="x", alpha=0.3)
     figure.legend(*axes.get_legend_handles_labels(), loc="outside lower center", ncols=2)
-    figure.suptitle(f"From-scratch variants on {saved.get('data')}")
+    figure.suptitle(title)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
     return path
@@ -405,13 +404,15 @@ def main(argv: list[str] | None = None) -> int:
     if not output.is_file():
         fail(f"no results at {output} yet")
     saved = json.loads(output.read_text())
-    table = report(saved)
+    by_variant = scored_by_variant(saved)
+    table = report(saved, by_variant)
     output.with_suffix(".md").write_text(table + "\n")
     print(table)
-    print(f"\nplot: {plot(saved, output.with_suffix('.png'))}")
+    picture = plot(by_variant, f"From-scratch variants on {saved.get('data')}", output.with_suffix(".png"))
+    print(f"\nplot: {picture}")
     if args.ensemble:
         try:
-            scores = ensemble(saved, args.ensemble)
+            scores = ensemble(saved, by_variant, args.ensemble)
         except ValueError as error:
             fail(str(error))
         print(f"\nensemble of {scores['runs']} runs of {', '.join(args.ensemble)}, averaged per fold: accuracy "

@@ -44,6 +44,11 @@ SYNTHETIC_NAMES = [str(k) for k in range(6)]
 MISMATCH_THRESHOLD = 0.1  # inference/handler.py's default
 ABID_SHARE = np.array([0.0268, 0.1137, 0.2115, 0.2484, 0.2235, 0.1760])  # data.synthetic.ABID_COUNT_SHARE
 DEMO = real_bins.BASE | {"epochs": 15, "lr": 2e-3, "batch_size": 32}
+DEFAULT_VARIANT = "ce-64"  # bench.real_bins' base settings: runs with it carry no variant tag
+# pre-training table column -> (bench.real_bins.scored key, scale)
+PRETRAIN_COLUMNS = {"accuracy (%)": ("accuracy", 100), "RMSE argmax": ("rmse", 1),
+                    "RMSE expected": ("rmse_expected", 1), "ECE after T": ("ece", 1),
+                    "audit false alarms (%)": ("audit_false_alarm", 100), "caught ±2 (%)": ("audit_caught_2", 100)}
 
 
 @dataclass
@@ -55,9 +60,9 @@ class TransferArguments:
     resolution: int = field(default=64, metadata={"help": "Training resolution (the demo's processor uses 128)."})
     demo_epochs: int = field(default=15, metadata={"help": "Epochs of the synthetic-only (demo recipe) model."})
     finetune_epochs: int = field(default=20, metadata={"help": "Epochs on real bins (bench.real_bins' ce-64)."})
-    synthetic_variant: str = field(default="ce-64", metadata={
+    synthetic_variant: str = field(default=DEFAULT_VARIANT, metadata={
         "help": "The bench.real_bins variant whose settings the synthetic-only model adds to the demo recipe's."})
-    finetune_variant: str = field(default="ce-64", metadata={
+    finetune_variant: str = field(default=DEFAULT_VARIANT, metadata={
         "help": "The bench.real_bins variant both arms train on real bins with (heavy-aug-64: the real-bin recipe's)."})
     parts: list[str] = field(default_factory=lambda: ["synthetic-only", "pretrain"], metadata={
         "help": "Which parts to run: synthetic-only, pretrain (which needs the synthetic-only model)."})
@@ -108,7 +113,7 @@ def save(saved: dict, output: Path) -> None:
 
 def tagged(name: str, variant: str) -> str:
     """A run's name with the bench.real_bins variant it trains with, unless that is the default."""
-    return name if variant == "ce-64" else f"{name} ({variant})"
+    return name if variant == DEFAULT_VARIANT else f"{name} ({variant})"
 
 
 def run_synthetic_only(args: TransferArguments, saved: dict, synthetic, real) -> None:
@@ -133,7 +138,7 @@ def run_synthetic_only(args: TransferArguments, saved: dict, synthetic, real) ->
 
 def weights_path(args: TransferArguments, seed: int) -> Path:
     name = f"synthetic-only-seed{seed}-{args.resolution}px"
-    if args.synthetic_variant != "ce-64":
+    if args.synthetic_variant != DEFAULT_VARIANT:
         name += f"-{args.synthetic_variant}"
     return Path(args.output).with_suffix("") / f"{name}.safetensors"
 
@@ -153,7 +158,7 @@ def run_pretrain(args: TransferArguments, saved: dict, real) -> None:
     variant = real_bins.BASE | {"resolution": args.resolution, "epochs": args.finetune_epochs}
     variant |= real_bins.VARIANTS[args.finetune_variant]
     pretrained_arm = "pretrained+real"
-    if args.synthetic_variant != "ce-64":
+    if args.synthetic_variant != DEFAULT_VARIANT:
         pretrained_arm += f" (synthetic {args.synthetic_variant})"
     arms = ((tagged("real-only", args.finetune_variant), False), (tagged(pretrained_arm, args.finetune_variant), True))
     for seed in args.seeds:
@@ -180,10 +185,10 @@ def run_pretrain(args: TransferArguments, saved: dict, real) -> None:
                 print(f"{key}: {saved['runs'][key]['train_s']:.0f} s", flush=True)
 
 
-def mean_sd(values: list[float], scale: float) -> str:
-    mean = float(np.mean(values)) * scale
-    return f"{mean:.1f} ± {float(np.std(values)) * scale:.1f}" if scale == 100 else \
-        f"{mean:.3f} ± {float(np.std(values)) * scale:.3f}"
+def mean_sd(values: list[float], scale: float, signed: bool = False) -> str:
+    digits = 1 if scale == 100 else 3
+    sign = "+" if signed else ""
+    return f"{float(np.mean(values)) * scale:{sign}.{digits}f} ± {float(np.std(values)) * scale:.{digits}f}"
 
 
 def report(saved: dict) -> str:
@@ -191,40 +196,53 @@ def report(saved: dict) -> str:
     by_variant: dict[str, list[dict]] = {}
     for run in saved["runs"].values():
         if run["part"] == "synthetic-only":
-            by_variant.setdefault(run.get("variant", "ce-64"), []).append(synthetic_only(run))
+            by_variant.setdefault(run.get("variant", DEFAULT_VARIANT), []).append(synthetic_only(run))
     text = [f"Data: {saved.get('data', '?')}. Machine: {describe(saved['machine'])}." if "machine" in saved else ""]
     if by_variant:
-        table = [{"model": f"synthetic only (demo recipe{'' if name == 'ce-64' else ' with ' + name}, "
+        table = [{"model": f"synthetic only (demo recipe{'' if name == DEFAULT_VARIANT else ' with ' + name}, "
                            f"{len(rows)} seeds)",
                   "accuracy (%)": mean_sd([r["accuracy"] for r in rows], 100),
                   "RMSE": mean_sd([r["rmse"] for r in rows], 1),
                   "expected-count RMSE": mean_sd([r["rmse_expected"] for r in rows], 1),
                   "true records called mismatch (%)": mean_sd([r["false_alarm"] for r in rows], 100)}
                  for name, rows in by_variant.items()]
-        rows = next(iter(by_variant.values()))
-        table += [{"model": "constant 3", "accuracy (%)": f"{100 * rows[0]['const3_accuracy']:.1f}",
-                  "RMSE": f"{rows[0]['const3_rmse']:.3f}"},
-                 {"model": "class prior (ABID's balance)",
-                  "expected-count RMSE": f"{rows[0]['prior_rmse_expected']:.3f}",
-                  "true records called mismatch (%)": f"{100 * rows[0]['prior_false_alarm']:.1f}"}]
+        first = next(iter(by_variant.values()))[0]  # every synthetic-only run is scored on the same real bins
+        table += [{"model": "constant 3", "accuracy (%)": f"{100 * first['const3_accuracy']:.1f}",
+                   "RMSE": f"{first['const3_rmse']:.3f}"},
+                  {"model": "class prior (ABID's balance)",
+                   "expected-count RMSE": f"{first['prior_rmse_expected']:.3f}",
+                   "true records called mismatch (%)": f"{100 * first['prior_false_alarm']:.1f}"}]
         text += ["", markdown_table(table)]
-    by_arm: dict[str, list[dict]] = {}
+    arms: dict[str, dict[tuple, dict]] = {}  # arm -> (settings, seed, fold) -> scores
     for run in saved["runs"].values():
         if run["part"] == "pretrain":
-            by_arm.setdefault(run["variant"], []).append(real_bins.scored(run))
-    if by_arm:
-        table = []
-        for arm, scores in by_arm.items():
-            table.append({"model": arm, "runs": len(scores),
-                          **{column: mean_sd([s[key] for s in scores], scale) for column, (key, scale) in
-                             list(real_bins.COLUMNS.items())[:3] + [("audit false alarms (%)",
-                                                                     ("audit_false_alarm", 100))]}})
-        constants = next(iter(by_arm.values()))
-        table.append({"model": "constant (training part's majority / central count)", "runs": len(constants),
-                      "accuracy (%)": mean_sd([s["const_accuracy"] for s in constants], 100),
-                      "RMSE argmax": mean_sd([s["const_rmse"] for s in constants], 1)})
-        text += ["", markdown_table(table)]
+            pair = (json.dumps(run["settings"], sort_keys=True), run["seed"], run["fold"])
+            arms.setdefault(run["variant"], {})[pair] = real_bins.scored(run)
+    if arms:
+        text += ["", markdown_table(pretrain_table(arms))]
     return "\n".join(text)
+
+
+def pretrain_table(arms: dict[str, dict[tuple, dict]]) -> list[dict]:
+    """Each arm, mean ± sd over its runs; after each pre-trained arm, its paired differences against the real-only
+    arm trained with the same settings on the same seeds and folds; then the constants."""
+    real_only = {pair: name for name, scores in arms.items() if name.startswith("real-only") for pair in scores}
+    table = []
+    for arm, scores in arms.items():
+        table.append({"model": arm, "runs": len(scores), **{column: mean_sd([s[key] for s in scores.values()], scale)
+                                                             for column, (key, scale) in PRETRAIN_COLUMNS.items()}})
+        baselines = {real_only.get(pair) for pair in scores}
+        if arm.startswith("real-only") or len(baselines) != 1 or None in baselines:
+            continue
+        base = arms[baselines.pop()]
+        table.append({"model": f"paired difference against {real_only[next(iter(scores))]}", "runs": len(scores),
+                      **{column: mean_sd([s[key] - base[pair][key] for pair, s in scores.items()], scale, signed=True)
+                         for column, (key, scale) in PRETRAIN_COLUMNS.items()}})
+    constants = list(next(iter(arms.values())).values())
+    table.append({"model": "constant (training part's majority / central count)", "runs": len(constants),
+                  "accuracy (%)": mean_sd([s["const_accuracy"] for s in constants], 100),
+                  "RMSE argmax": mean_sd([s["const_rmse"] for s in constants], 1)})
+    return table
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -256,8 +274,9 @@ def main(argv: list[str] | None = None) -> int:
     run_synthetic_only(args, saved, synthetic, real)  # its model is also the pre-trained one
     if "pretrain" in args.parts:
         run_pretrain(args, saved, real)
-    print(report(saved))
-    (output.with_suffix(".md")).write_text(report(saved) + "\n")
+    text = report(saved)
+    print(text)
+    output.with_suffix(".md").write_text(text + "\n")
     return 0
 
 

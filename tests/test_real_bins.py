@@ -50,12 +50,13 @@ def fake_run(variant: str, seed: int, fold: int, skill: float) -> dict:
 def test_report_and_plot_give_every_variant_beside_the_constants(tmp_path):
     runs = [fake_run(name, seed, 0, skill) for name, skill in (("weak", 0.2), ("strong", 3.0)) for seed in (0, 1)]
     saved = {"data": "fake bins", "machine": machine(), "runs": {f"{r['variant']}/{r['seed']}": r for r in runs}}
-    table = real_bins.report(saved).splitlines()
+    scores = real_bins.scored_by_variant(saved)
+    table = real_bins.report(saved, scores).splitlines()
     rows = {line.split("|")[1].strip(): line.split("|")[3].strip() for line in table if line.startswith("| ")}
     assert list(rows)[1:] == ["weak", "strong", "constant (majority / central count of the training part)"]
     strong = np.mean([real_bins.scored(r)["accuracy"] for r in runs[2:]])
     assert rows["strong"].startswith(f"{100 * strong:.1f} ± ") and float(rows["strong"].split()[0]) > 60
-    picture = real_bins.plot(saved, tmp_path / "real_bins.png")
+    picture = real_bins.plot(scores, "fake bins", tmp_path / "real_bins.png")
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -64,15 +65,16 @@ def test_ensemble_averages_the_runs_of_each_fold():
     for fold in (0, 1):  # every seed holds out the same bins of a fold, as folds_of makes them
         runs[f"a/1/{fold}"]["test_labels"] = runs[f"a/0/{fold}"]["test_labels"]
     saved = {"runs": runs}
-    scores = real_bins.ensemble(saved, ["a"])
+    scores = real_bins.ensemble(saved, real_bins.scored_by_variant(saved), ["a"])
     assert scores["runs"] == 4
     assert scores["single_accuracy"] == pytest.approx(np.mean([real_bins.scored(r)["accuracy"] for r in runs.values()]))
     twins = {"runs": {"x": runs["a/0/0"], "y": runs["a/0/0"] | {"variant": "b"}}}
     alone = real_bins.scored(runs["a/0/0"])
-    assert real_bins.ensemble(twins, ["a", "b"])["accuracy"] == pytest.approx(alone["accuracy"])
-    assert real_bins.ensemble(twins, ["a", "b"])["rmse_expected"] == pytest.approx(alone["rmse_expected"])
+    both = real_bins.ensemble(twins, real_bins.scored_by_variant(twins), ["a", "b"])
+    assert both["accuracy"] == pytest.approx(alone["accuracy"])
+    assert both["rmse_expected"] == pytest.approx(alone["rmse_expected"])
     runs["a/1/0"]["test_labels"] = list(reversed(runs["a/0/0"]["test_labels"]))
     with pytest.raises(ValueError, match="different bins"):
-        real_bins.ensemble(saved, ["a"])
+        real_bins.ensemble(saved, {}, ["a"])
     with pytest.raises(ValueError, match="no saved runs"):
-        real_bins.ensemble(saved, ["c"])
+        real_bins.ensemble(saved, {}, ["c"])

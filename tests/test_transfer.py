@@ -49,6 +49,10 @@ def test_tiny_transfer_run_scores_every_arm_and_resumes(real_like, tmp_path, cap
     text = capsys.readouterr().out
     assert "| synthetic only (demo recipe, 1 seeds) |" in text and "| pretrained+real | 2 |" in text
     assert "| constant 3 |" in text and (tmp_path / "transfer.md").read_text().strip() in text
+    rows = {line.split("|")[1].strip(): line.split("|")[3].strip() for line in text.splitlines() if "| 2 |" in line}
+    accuracy = {name: float(rows[name].split(" ± ")[0]) for name in ("real-only", "pretrained+real")}
+    paired = float(rows["paired difference against real-only"].split(" ± ")[0])  # same folds: mean of the differences
+    assert paired == pytest.approx(accuracy["pretrained+real"] - accuracy["real-only"], abs=0.11)
 
     before = output.read_text()
     assert transfer.main(argv) == 0  # resumed: nothing left to train, nothing changes
