@@ -14,7 +14,7 @@ Counts follow ABID's class balance (see ``ABID_COUNT_SHARE``).
 
 Image ``i`` depends only on ``(seed, i)``: the output is the same whatever ``num_proc`` is and however often a run was
 interrupted. Files are written atomically; a re-run skips ids whose jpg and json both exist (and refuses a folder made
-with other settings); ``--overwrite`` redoes them.
+with other settings, but redraws one made with the same settings by an older generator); ``--overwrite`` redoes them.
 
 API:
 - ``bin_id(index)``: the id of image ``index`` (0-based), zero-padded like ABID: ``bin_id(0) == "00001"``.
@@ -63,7 +63,7 @@ NEW_ASIN_WEIGHT = 2.0
 JPEG_QUALITY = 95
 MARKER = "synthetic.json"
 # Bumped whenever the same (seed, i) draws a different bin, so a folder from an older generator is not resumed.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 
 # (product, shape, (length, width, height) in inches): a small vocabulary of things a fulfilment centre stows.
 PRODUCTS = (
@@ -199,16 +199,23 @@ def _write_bin(output: Path, seed: int, min_count: int, max_count: int, index: i
     _write_atomic(output / "metadata" / f"{name}.json", json.dumps(metadata, indent=4, sort_keys=True).encode())
 
 
-def _claim(output: Path, settings: dict, overwrite: bool) -> None:
-    """Record the settings in ``synthetic.json``; refuse to add bins to a folder made with other ones."""
+def _claim(output: Path, settings: dict, overwrite: bool) -> bool:
+    """Record the settings in ``synthetic.json``; refuse to add bins to a folder made with other ones. Returns whether
+    every bin must be redrawn: ``overwrite``, or the same settings drawn by an older generator (its bins are stale,
+    and a re-run of the same command should bring them up to date rather than fail)."""
     marker = output / MARKER
     previous = json.loads(marker.read_text()) if marker.is_file() else None
     if previous == settings:
-        return
-    if previous is not None and not overwrite:
+        return overwrite
+    stale = previous is not None and {**previous, "version": settings["version"]} == settings
+    if previous is not None and not (overwrite or stale):
         raise ValueError(f"{output} holds bins made with {previous}, not {settings}; "
                          "choose another folder or pass --overwrite")
+    if stale:
+        print(f"{output}: bins from generator version {previous.get('version')}, redrawing them with version "
+              f"{settings['version']}", file=sys.stderr)
     _write_atomic(marker, json.dumps(settings, indent=4).encode())
+    return overwrite or stale
 
 
 def _stems(folder: Path, suffix: str) -> set[str]:
@@ -226,11 +233,11 @@ def generate(output: Path, num_images: int, seed: int, min_count: int = 0, max_c
         raise ValueError(f"num_images must be >= 0 and num_proc >= 1, got {num_images} and {num_proc}")
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
-    _claim(output, {"generator": "data.synthetic", "version": GENERATOR_VERSION, "seed": seed, "min_count": min_count,
-                    "max_count": max_count}, overwrite)
+    redraw = _claim(output, {"generator": "data.synthetic", "version": GENERATOR_VERSION, "seed": seed,
+                             "min_count": min_count, "max_count": max_count}, overwrite)
     (output / "bin-images").mkdir(exist_ok=True)
     (output / "metadata").mkdir(exist_ok=True)
-    done = set() if overwrite else _stems(output / "bin-images", ".jpg") & _stems(output / "metadata", ".json")
+    done = set() if redraw else _stems(output / "bin-images", ".jpg") & _stems(output / "metadata", ".json")
     todo = [i for i in range(num_images) if bin_id(i) not in done]
     write = partial(_write_bin, output, seed, min_count, max_count)
     with tqdm(total=num_images, initial=num_images - len(todo), unit="img", desc="synthetic bins") as progress:

@@ -118,6 +118,21 @@ def test_refuses_to_mix_settings_in_one_folder(tmp_path):
     assert generate(tmp_path, 4, seed=4, overwrite=True) == 4
 
 
+def test_redraws_a_folder_an_older_generator_made_with_the_same_settings(tmp_path):
+    generate(tmp_path, 3, seed=3)
+    marker = tmp_path / "synthetic.json"
+    settings = json.loads(marker.read_text())
+    marker.write_text(json.dumps({**settings, "version": settings["version"] - 1}))
+    (tmp_path / "bin-images" / "00002.jpg").write_bytes(b"an older generator's bin")
+    assert generate(tmp_path, 3, seed=3) == 3
+    assert json.loads(marker.read_text()) == settings
+    assert generate(tmp_path, 3, seed=3) == 0
+    assert (tmp_path / "bin-images" / "00002.jpg").read_bytes()[:2] == b"\xff\xd8"  # a JPEG again
+    marker.write_text(json.dumps({**settings, "version": settings["version"] - 1, "seed": 4}))
+    with pytest.raises(ValueError, match="another folder"):  # other settings as well: still refused
+        generate(tmp_path, 3, seed=3)
+
+
 def test_counts_above_five(tmp_path):
     weights = count_weights(0, 12)
     assert all(later < earlier for earlier, later in zip(weights[5:], weights[6:]))

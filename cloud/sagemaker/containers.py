@@ -34,8 +34,8 @@ PY_VERSION = "py312"
 TRAINING_REQUIREMENTS = ("transformers", "datasets", "evaluate", "accelerate", "huggingface-hub", "safetensors",
                          "pillow", "numpy", "matplotlib", "tqdm")
 
-PROCESSING_REQUIREMENTS = ("transformers", "datasets", "huggingface-hub", "pillow", "numpy", "matplotlib", "tqdm",
-                           "boto3", "botocore", "urllib3")
+PROCESSING_REQUIREMENTS = ("transformers", "datasets", "huggingface-hub", "pillow", "numpy", "opencv-python-headless",
+                           "matplotlib", "tqdm", "boto3", "botocore", "urllib3")
 
 
 # The project code each job runs: the label rule and CLI convention travel with train/ and data/ (see core/).
