@@ -10,7 +10,8 @@
    expected-count RMSE and verify's false alarms on true records (P(recorded count) <= 0.1, the handler's default
    mismatch threshold), next to the constant answer 3 and the class prior (ABID's balance, which raises no alarm).
    ``--synthetic_variant heavy-aug-64`` trains it with that bench.real_bins variant's settings over the demo's (the
-   real-bin recipe's heavier augmentation), saved beside the demo recipe's runs; pre-training then starts from it.
+   real-bin recipe's heavier augmentation, which ``make demo`` now uses too), saved beside the demo recipe's runs;
+   pre-training then starts from it.
 2. Pre-training: that synthetic-only model, re-headed to 1-5 items (its head without the row for 0), fine-tuned on
    real bins, against the model trained on real bins only, on the same stratified folds and seeds as bench.real_bins,
    with the same training loop (bench.real_bins.train) and the same scoring (bench.real_bins.scored); both arms

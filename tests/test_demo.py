@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psutil
 
-from tests.conftest import ABID_REAL, ABID_SAMPLE, python_env
+from tests.conftest import ABID_REAL, ABID_SAMPLE, ROOT, python_env
 
 STEP = 25  # score every 25th listed real bin: the same code as for all 1,050, in a fraction of the time
 
@@ -55,6 +55,10 @@ def test_demo_runs_every_stage_and_stops_its_processes(tmp_path):
     assert "| Quantity | Per class accuracy (%) | Per class RMSE |" in out
     processor = json.loads((work / "model" / "preprocessor_config.json").read_text())
     assert processor["size"] == {"height": 96, "width": 96}  # the demo's resolution, which keeps it in 10 minutes
+    counting = json.loads((work / "model" / "run_args.json").read_text())["counting"]
+    recipe = json.loads((ROOT / "train" / "recipes" / "small-real-cpu.json").read_text())
+    for name in ("crop_scale", "rotation_degrees", "color_jitter"):  # the real-bin recipe's augmentation
+        assert counting[name] == recipe[name], name
     # inference: pipeline with every count, local endpoint with and without an expected quantity
     assert "(6 counts scored)" in out
     assert "POST /invocations image/jpeg" in out
