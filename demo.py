@@ -42,6 +42,9 @@ REAL_SAMPLE = ROOT.parent / "shared" / "abid-sample"  # real ABID bins beside th
 REAL_BINS = ROOT.parent / "shared" / "abid-real"  # 1,050 more, listed in labels.csv
 DEFAULT_MODEL = "train/configs/tiny-resnet"
 DEFAULT_SIZE = 96
+# The real-bin recipe's count-preserving augmentation, heavier than train.run's default: on real bins the
+# synthetic-only model counts better and raises fewer false alarms with it.
+RECIPE = json.loads((ROOT / "train" / "recipes" / "small-real-cpu.json").read_text())
 
 
 @dataclass
@@ -61,11 +64,12 @@ class DemoArguments:
     epochs: float = field(default=15, metadata={"help": "Training epochs."})
     learning_rate: float = field(default=2e-3, metadata={"help": "Peak learning rate."})
     batch_size: int = field(default=32, metadata={"help": "Training batch size."})
-    # The real-bin recipe's count-preserving augmentation (train/recipes/small-real-cpu.json), heavier than
-    # train.run's default: on real bins the synthetic-only model counts better and raises fewer false alarms with it.
-    crop_scale: float = field(default=0.6, metadata={"help": "Smallest area fraction the random crop keeps."})
-    rotation_degrees: float = field(default=15.0, metadata={"help": "Largest random rotation."})
-    color_jitter: float = field(default=0.4, metadata={"help": "Brightness/contrast/saturation jitter strength."})
+    crop_scale: float = field(default=RECIPE["crop_scale"], metadata={
+        "help": "Smallest area fraction the random crop keeps (default: the real-bin recipe's)."})
+    rotation_degrees: float = field(default=RECIPE["rotation_degrees"], metadata={
+        "help": "Largest random rotation (default: the real-bin recipe's)."})
+    color_jitter: float = field(default=RECIPE["color_jitter"], metadata={
+        "help": "Brightness/contrast/saturation jitter strength (default: the real-bin recipe's)."})
     num_queries: int = field(default=3, metadata={"help": "Test images sent to the local endpoint."})
     rebuild: bool = field(default=False, metadata={"help": "Start over instead of reusing built artifacts."})
     real_sample: str = field(default=str(REAL_SAMPLE), metadata={
