@@ -5,9 +5,8 @@ Why it is built this way: the generator must write 200+ bins a second on one cor
 per process from fixed seeds (print, photo, crumple, strap, tag and light tiles, ``data.synthetic_tiles``) and each bin
 only crops, tints and pastes them. The pod and its items are drawn at about 40% of the output size and upscaled (with
 OpenCV, whose resize is several times faster than Pillow's), which is the camera's defocus for free; the thin strap
-strands and the tag cards are pasted at full size afterwards. The
-proportions, colours, band spacing and JPEG settings come from measurements on real ABID bins
-(``python -m data.realism``).
+strands and the tag cards are pasted at full size afterwards. The proportions, colours, band spacing and JPEG
+settings come from measurements on real ABID bins (``python -m data.realism``).
 
 API: ``sample_look(rng, shape)`` (how every unit of one ASIN looks), ``sample_size(rng)``,
 ``render_bin(rng, products, size)`` (each product: ``asin``, ``quantity``, ``face_in`` in inches, ``look``).
