@@ -39,11 +39,11 @@ from transformers import HfArgumentParser
 
 from bench import real_bins
 from bench.report import RESULTS, describe, fail, machine, markdown_table
-from data.synthetic import generate
+from data.synthetic import ABID_COUNT_SHARE, generate
 
 SYNTHETIC_NAMES = [str(k) for k in range(6)]
 MISMATCH_THRESHOLD = 0.1  # inference/handler.py's default
-ABID_SHARE = np.array([0.0268, 0.1137, 0.2115, 0.2484, 0.2235, 0.1760])  # data.synthetic.ABID_COUNT_SHARE
+ABID_SHARE = np.array(ABID_COUNT_SHARE)
 DEMO = real_bins.BASE | {"epochs": 15, "lr": 2e-3, "batch_size": 32}
 DEFAULT_VARIANT = "ce-64"  # bench.real_bins' base settings: runs with it carry no variant tag
 # pre-training table column -> (bench.real_bins.scored key, scale)
@@ -235,8 +235,9 @@ def pretrain_table(arms: dict[str, dict[tuple, dict]]) -> list[dict]:
         baselines = {real_only.get(pair) for pair in scores}
         if arm.startswith("real-only") or len(baselines) != 1 or None in baselines:
             continue
-        base = arms[baselines.pop()]
-        table.append({"model": f"paired difference against {real_only[next(iter(scores))]}", "runs": len(scores),
+        baseline = baselines.pop()
+        base = arms[baseline]
+        table.append({"model": f"paired difference against {baseline}", "runs": len(scores),
                       **{column: mean_sd([s[key] - base[pair][key] for pair, s in scores.items()], scale, signed=True)
                          for column, (key, scale) in PRETRAIN_COLUMNS.items()}})
     constants = list(next(iter(arms.values())).values())
