@@ -10,9 +10,12 @@ caught discrepancies (share of wrong records flagged ``mismatch``, for +-1 and +
 waved through as ``match`` and the share left ``uncertain``, and plots it (``audit.png``).
 
 ``choose_thresholds`` picks a model's default pair on the validation split, from every bin with its true count and
-with every wrong count one or two away (no sampling noise): the largest mismatch threshold whose false-alarm share is
-at most the target (default 5%), and the smallest match threshold above it that calls at most that share of the wrong
-records ``match``. ``train.run`` saves them as ``verify.json`` in the model folder, which ships in ``model.tar.gz``;
+with every wrong count one or two away (no sampling noise): the largest mismatch threshold that keeps the false alarms
+on *new* bins at or under the target (default 5%), and the smallest match threshold above it that calls at most that
+share of the wrong records ``match``. "On new bins" is the split-conformal bound: a threshold under the k-th smallest of
+n validation scores catches a new, exchangeable one with probability at most k / (n + 1), so the rule allows one
+validation record fewer than the share alone would (``allowed``). On a 50-bin validation split the share alone would
+allow 2 false alarms, whose expected rate on new bins is 3/51 = 5.9%; the bound allows 1, 2/51 = 3.9%. ``train.run`` saves them as ``verify.json`` in the model folder, which ships in ``model.tar.gz``;
 the handler uses them unless the endpoint's environment or the request overrides them.
 """
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,11 +112,23 @@ def choose_thresholds(probabilities: np.ndarray, labels: np.ndarray, names: list
     """The verify thresholds for a target false-alarm share, chosen on this split (see the module docstring)."""
     p, offsets = exhaustive(probabilities, labels, names)
     correct, wrong = p[offsets == 0], p[offsets != 0]
-    mismatch = max((t for t in CANDIDATES[:-1] if np.mean(correct <= t) <= target), default=0.0)
-    above = [t for t in CANDIDATES if t > mismatch and (not wrong.size or np.mean(wrong >= t) <= target)]
+    alarms, passes = allowed(correct.size, target), allowed(wrong.size, target)
+    if alarms < 0:
+        logger.warning("%d validation bins cannot bound false alarms at %g: verify mode will flag no record; "
+                       "choose thresholds on a larger split (python -m train.audit --save_thresholds true)",
+                       correct.size, target)
+    mismatch = max((t for t in CANDIDATES[:-1] if np.sum(correct <= t) <= alarms), default=0.0)
+    above = [t for t in CANDIDATES if t > mismatch and (not wrong.size or np.sum(wrong >= t) <= passes)]
     match = min(above, default=1.0)
     return {"match": float(match), "mismatch": float(mismatch), "target_false_alarm": target,
             "chosen_on": {"images": int(len(labels)), **shares(p, offsets, match, mismatch)}}
+
+
+def allowed(n: int, target: float) -> int:
+    """How many of ``n`` validation records a threshold may misjudge so that a new record is misjudged with
+    probability at most ``target``: k - 1 for k = floor(target * (n + 1)) (the module docstring says why); -1 where
+    no threshold can promise it (fewer than 1 / target - 1 records)."""
+    return math.floor(target * (n + 1) + 1e-9) - 1
 
 
 def plot_audit(p: np.ndarray, offsets: np.ndarray, chosen: dict, path: str | Path, title: str) -> Path:
