@@ -54,7 +54,7 @@ DEFAULT_AUG = {"crop_scale": 0.8, "rotation_degrees": 10.0, "color_jitter": 0.2}
 HEAVY_AUG = {"crop_scale": 0.6, "rotation_degrees": 15.0, "color_jitter": 0.4}
 HEAVIER_AUG = {"crop_scale": 0.45, "rotation_degrees": 20.0, "color_jitter": 0.5}
 BASE = {"resolution": 64, "epochs": 20, "lr": 2e-3, "weight_decay": 0.05, "batch_size": 32, "objective": "ce",
-        "augment": DEFAULT_AUG, "width": 1.0, "depths": [1, 1, 2, 1]}
+        "augment": DEFAULT_AUG, "width": 1.0, "depths": [1, 1, 2, 1], "view": 1.0}
 # Every variant differs from BASE in what its name says.
 VARIANTS = {
     "ce-64": {},
@@ -76,6 +76,8 @@ VARIANTS = {
     "heavy-aug-64-wide": {"augment": HEAVY_AUG, "width": 2.0},
     "heavy-aug-64-deep": {"augment": HEAVY_AUG, "depths": [2, 2, 2, 2]},
     "heavy-aug-64-ema": {"augment": HEAVY_AUG, "ema": 0.98},
+    "heavy-aug-64-view80": {"augment": HEAVY_AUG, "view": 0.8},
+    "heavy-aug-64-view65": {"augment": HEAVY_AUG, "view": 0.65},
 }
 
 
@@ -144,10 +146,20 @@ def make_model(variant: dict, names: list[str] = NAMES) -> torch.nn.Module:
     return AutoModelForImageClassification.from_config(config)
 
 
-def shrink(images: list, resolution: int) -> list:
+def shrink(images: list, resolution: int, view: float = 1.0) -> list:
     """Images with their shorter side at ``WORK_MARGIN`` x resolution, as train.run augments them: cheaper than at
-    the stored 128 px, and the final resize to resolution x resolution loses nothing more."""
-    return [shrunk(image, round(WORK_MARGIN * resolution)) for image in images]
+    the stored 128 px, and the final resize to resolution x resolution loses nothing more. ``view`` < 1 keeps only
+    that central share of each side first (the pod, without the neighbours' edges)."""
+    return [shrunk(centre(image, view), round(WORK_MARGIN * resolution)) for image in images]
+
+
+def centre(image, view: float):
+    """The central ``view`` share of each side of ``image``."""
+    if view >= 1:
+        return image
+    w, h = image.size
+    left, top = round(w * (1 - view) / 2), round(h * (1 - view) / 2)
+    return image.crop((left, top, w - left, h - top))
 
 
 def to_tensor(images: list, resolution: int) -> torch.Tensor:
@@ -228,13 +240,16 @@ def folds_of(labels: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray
 
 def run_all(args: BenchArguments) -> dict:
     stored, labels, ids = build_pool(Path(args.real), RESULTS / "real_bins")
-    shrunk: dict[int, list] = {}
+    shrunk: dict[tuple[int, float], list] = {}
     output = Path(args.output)
     saved = json.loads(output.read_text()) if output.is_file() else {"runs": {}}
     saved["machine"], saved["data"] = machine(), f"abid-real, {len(labels)} real bins with 1-5 items, pooled layouts"
     for name in args.variants:
         variant = BASE | VARIANTS[name]
-        images = shrunk.setdefault(variant["resolution"], shrink(stored, variant["resolution"]))
+        size_view = (variant["resolution"], variant["view"])
+        if size_view not in shrunk:
+            shrunk[size_view] = shrink(stored, *size_view)
+        images = shrunk[size_view]
         for seed in args.seeds:
             for fold, (fit, validation, test) in enumerate(folds_of(labels, args.folds, seed)):
                 key = f"{name}/seed{seed}/fold{fold}of{args.folds}"

@@ -1,5 +1,5 @@
-"""bench.real_bins: the weight-average variant keeps the moving average of its run, the table and its picture, and
-the ensemble of saved runs."""
+"""bench.real_bins: the weight-average variant keeps the moving average of its run, the centre-view variants keep
+the pod's centre, the table and its picture, and the ensemble of saved runs."""
 
 from __future__ import annotations
 
@@ -45,6 +45,15 @@ def fake_run(variant: str, seed: int, fold: int, skill: float) -> dict:
     return {"variant": variant, "seed": seed, "fold": fold, "train_s": 1.0, "fit_labels": fit.tolist(),
             "validation_labels": validation.tolist(), "test_labels": test.tolist(),
             "validation_logits": logits(validation), "test_logits": logits(test), "test_flip_logits": logits(test)}
+
+
+def test_centre_views_keep_the_middle_of_each_side():
+    image = Image.new("RGB", (200, 100), (255, 0, 0))
+    image.paste((0, 0, 255), (20, 10, 180, 90))  # the central 80% of each side
+    kept = real_bins.centre(image, 0.8)
+    assert kept.size == (160, 80) and set(kept.getdata()) == {(0, 0, 255)}
+    assert real_bins.centre(image, 1.0) is image
+    assert [im.size for im in real_bins.shrink([image], 32, 0.8)] == [(80, 40)], "shorter side 1.25 x 32"
 
 
 def test_report_and_plot_give_every_variant_beside_the_constants(tmp_path):
