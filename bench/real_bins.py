@@ -78,6 +78,10 @@ VARIANTS = {
     "heavy-aug-64-ema": {"augment": HEAVY_AUG, "ema": 0.98},
     "heavy-aug-64-view80": {"augment": HEAVY_AUG, "view": 0.8},
     "heavy-aug-64-view65": {"augment": HEAVY_AUG, "view": 0.65},
+    "heavy-aug-64-lr1e-3": {"augment": HEAVY_AUG, "lr": 1e-3},
+    "heavy-aug-64-lr4e-3": {"augment": HEAVY_AUG, "lr": 4e-3},
+    "heavy-aug-64-wd0.2": {"augment": HEAVY_AUG, "weight_decay": 0.2},
+    "heavy-aug-64-bs16": {"augment": HEAVY_AUG, "batch_size": 16},
 }
 
 

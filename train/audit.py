@@ -206,7 +206,7 @@ def describe(thresholds: dict, report: dict, split: str) -> str:
     """results.md's and the model card's paragraph on the audit."""
     at = report["at_thresholds"]
     source = (f"saved in `{rule.VERIFY_FILE}`, chosen on the validation split for at most "
-              f"{100 * thresholds['target_false_alarm']:.0f}% false alarms" if "chosen_on" in thresholds else
+              f"{100 * thresholds['target_false_alarm']:.0f}% false alarms on new bins" if "chosen_on" in thresholds else
               "not chosen on data")
     return (f"Verify thresholds ({source}): match when P(recorded) >= "
             f"{thresholds['match']:.3f}, mismatch when P(recorded) <= {thresholds['mismatch']:.3f}. Audit of the "
