@@ -3,12 +3,12 @@ rescale and normalise as one multiply-add.
 
 The Hugging Face processors resize a uint8 image with PIL, crop it in numpy, then rescale and normalise in separate
 float passes (and, without torchvision, one image at a time). ``FastProcessor`` resizes with the same filter only the
-rows the centre crop keeps, crops a view, and turns the batch of uint8 crops into the normalised float32 tensor with
-one multiply and one in-place add, written straight into a C-contiguous (N, 3, H, W) array on a 64-byte boundary (the layout and alignment torch gives
-its own tensors; on a 2-core CPU ResNet-50's forward measured ~2% faster on it than on numpy's default alignment, in
-one A/B run, about the size of that machine's run-to-run spread). ``fast_processor`` returns one only for the
-processors it reproduces (ViT, ConvNeXt/ResNet, EfficientNet with their saved settings); for anything else it
-returns None and callers use the processor itself (``pixel_values`` does either).
+rows the centre crop keeps, crops a view, and turns the batch of uint8 crops into the normalised float32 tensor with one
+multiply and one in-place add, written straight into a C-contiguous (N, 3, H, W) array on a 64-byte boundary (the layout
+and alignment torch gives its own tensors; on a 2-core CPU ResNet-50's forward measured ~2% faster on it than on numpy's
+default alignment, in one A/B run, about the size of that machine's run-to-run spread). ``fast_processor`` returns one
+only for the processors it reproduces (ViT, ConvNeXt/ResNet, EfficientNet with their saved settings); for anything else
+it returns None and callers use the processor itself (``pixel_values`` does either).
 
 Training and serving share this file; it ships beside the handler in ``model.tar.gz`` (as ``code/core/preprocess.py``),
 so it needs only numpy and PIL.

@@ -15,8 +15,9 @@ on *new* bins at or under the target (default 5%), and the smallest match thresh
 share of the wrong records ``match``. "On new bins" is the split-conformal bound: a threshold under the k-th smallest of
 n validation scores catches a new, exchangeable one with probability at most k / (n + 1), so the rule allows one
 validation record fewer than the share alone would (``allowed``). On a 50-bin validation split the share alone would
-allow 2 false alarms, whose expected rate on new bins is 3/51 = 5.9%; the bound allows 1, 2/51 = 3.9%. ``train.run`` saves them as ``verify.json`` in the model folder, which ships in ``model.tar.gz``;
-the handler uses them unless the endpoint's environment or the request overrides them.
+allow 2 false alarms, whose expected rate on new bins is 3/51 = 5.9%; the bound allows 1, 2/51 = 3.9%. ``train.run``
+saves them as ``verify.json`` in the model folder, which ships in ``model.tar.gz``; the handler uses them unless the
+endpoint's environment or the request overrides them.
 """
 
 from __future__ import annotations
@@ -205,9 +206,10 @@ def table(report: dict) -> str:
 def describe(thresholds: dict, report: dict, split: str) -> str:
     """results.md's and the model card's paragraph on the audit."""
     at = report["at_thresholds"]
-    source = (f"saved in `{rule.VERIFY_FILE}`, chosen on the validation split for at most "
-              f"{100 * thresholds['target_false_alarm']:.0f}% false alarms on new bins" if "chosen_on" in thresholds else
-              "not chosen on data")
+    source = "not chosen on data"
+    if "chosen_on" in thresholds:
+        source = (f"saved in `{rule.VERIFY_FILE}`, chosen on the validation split for at most "
+                  f"{100 * thresholds['target_false_alarm']:.0f}% false alarms on new bins")
     return (f"Verify thresholds ({source}): match when P(recorded) >= "
             f"{thresholds['match']:.3f}, mismatch when P(recorded) <= {thresholds['mismatch']:.3f}. Audit of the "
             f"{split} split with {100 * report['discrepancy_rate']:.0f}% of the records wrong by ±1 or ±2 (seed "
