@@ -65,7 +65,7 @@ class FastProcessor:
         if self.resample == Image.Resampling.NEAREST:  # its source rows are picked, not weighted: resize it whole
             return np.asarray(image.resize(size, self.resample))[top:bottom, left:right]
         step = image.height / size[1]
-        box = (0, top * step, image.width, bottom * step)
+        box = (0, top * step, image.width, min(image.height, bottom * step))  # never an ulp past the last row
         return np.asarray(image.resize((size[0], bottom - top), self.resample, box=box))[:, left:right]
 
     def shorter_side(self) -> int:
