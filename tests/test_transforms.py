@@ -136,3 +136,17 @@ def test_evaluation_pixels_come_from_the_fast_path_and_match_the_processor():
     got = transform({"image": images, "image_id": ["1", "2", "3"], "label": [0, 1, 2]})["pixel_values"]
     expected = processor(images=images, return_tensors="np")["pixel_values"]
     assert np.abs(got.numpy() - expected).max() <= 0.02
+
+
+def test_vertical_flips_and_quarter_turns_keep_every_pixel_and_are_off_by_default():
+    image = Image.fromarray(np.random.default_rng(2).integers(0, 255, (30, 40, 3), dtype=np.uint8))
+    plain = Augmentation(crop_scale=1.0, rotation_degrees=0.0, color_jitter=0.0)
+    turning = Augmentation(crop_scale=1.0, rotation_degrees=0.0, color_jitter=0.0, vflip=True, quarter_turns=True)
+    turned_sideways = 0
+    for seed in range(12):
+        cropped, turned = plain(image, random.Random(seed)), turning(image, random.Random(seed))  # the same crop
+        assert sorted(turned.getdata()) == sorted(cropped.getdata()), "flips and turns move pixels, never change them"
+        turned_sideways += turned.size == cropped.size[::-1] != cropped.size
+    assert turned_sideways > 0
+    default = Augmentation()
+    assert not default.vflip and not default.quarter_turns, "the recipes' draws stay as they were"

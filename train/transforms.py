@@ -39,6 +39,8 @@ class Augmentation:
     rotation_degrees: float = 10.0
     color_jitter: float = 0.2
     hflip: bool = True
+    vflip: bool = False  # count-preserving too, but a bin is never seen upside down
+    quarter_turns: bool = False  # 0, 90, 180 or 270 degrees before the small rotation
 
     def __call__(self, image: Image.Image, rng: random.Random, work_side: int | None = None) -> Image.Image:
         """A random, count-preserving variant of ``image``. ``work_side``: after the crop, shrink the image (never
@@ -52,6 +54,11 @@ class Augmentation:
         image = shrunk(image.crop((left, top, left + crop_w, top + crop_h)), work_side)
         if self.hflip and rng.random() < 0.5:
             image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        if self.vflip and rng.random() < 0.5:
+            image = image.transpose(Image.Transpose.FLIP_TOP_BOTTOM)
+        if self.quarter_turns:
+            turn = rng.choice((None, Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_180, Image.Transpose.ROTATE_270))
+            image = image if turn is None else image.transpose(turn)
         if self.rotation_degrees:
             angle = rng.uniform(-self.rotation_degrees, self.rotation_degrees)
             image = image.rotate(angle, resample=Image.Resampling.BILINEAR, fillcolor=FILL)
