@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from transformers import AutoConfig, AutoModelForImageClassification, HfArgumentParser, set_seed
 from transformers.optimization import get_cosine_schedule_with_warmup
@@ -159,7 +160,7 @@ def shrink(images: list, resolution: int, view: float = 1.0) -> list:
     return [shrunk(centre(image, view), round(WORK_MARGIN * resolution)) for image in images]
 
 
-def centre(image, view: float):
+def centre(image: Image.Image, view: float) -> Image.Image:
     """The central ``view`` share of each side of ``image``."""
     if view >= 1:
         return image
@@ -246,16 +247,16 @@ def folds_of(labels: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray
 
 def run_all(args: BenchArguments) -> dict:
     stored, labels, ids = build_pool(Path(args.real), RESULTS / "real_bins")
-    shrunk: dict[tuple[int, float], list] = {}
+    prepared: dict[tuple[int, float], list] = {}  # by (resolution, view)
     output = Path(args.output)
     saved = json.loads(output.read_text()) if output.is_file() else {"runs": {}}
     saved["machine"], saved["data"] = machine(), f"abid-real, {len(labels)} real bins with 1-5 items, pooled layouts"
     for name in args.variants:
         variant = BASE | VARIANTS[name]
         size_view = (variant["resolution"], variant["view"])
-        if size_view not in shrunk:
-            shrunk[size_view] = shrink(stored, *size_view)
-        images = shrunk[size_view]
+        if size_view not in prepared:
+            prepared[size_view] = shrink(stored, *size_view)
+        images = prepared[size_view]
         for seed in args.seeds:
             for fold, (fit, validation, test) in enumerate(folds_of(labels, args.folds, seed)):
                 key = f"{name}/seed{seed}/fold{fold}of{args.folds}"

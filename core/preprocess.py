@@ -58,12 +58,10 @@ class FastProcessor:
         """One image resized and centre-cropped, (H, W, 3) uint8, resizing only the rows the crop keeps: PIL
         computes a box's coefficients as it does the whole image's, shifted, so the rows match its own to within one
         grey level (an error of the last pass; a box across the columns would carry one into the vertical pass and
-        double it)."""
+        double it), and exactly for nearest-neighbour."""
         size, (left, top, right, bottom) = self.plan(*image.size)
         if image.size == size:
             return np.asarray(image)[top:bottom, left:right]
-        if self.resample == Image.Resampling.NEAREST:  # its source rows are picked, not weighted: resize it whole
-            return np.asarray(image.resize(size, self.resample))[top:bottom, left:right]
         step = image.height / size[1]
         box = (0, top * step, image.width, min(image.height, bottom * step))  # never an ulp past the last row
         return np.asarray(image.resize((size[0], bottom - top), self.resample, box=box))[:, left:right]
