@@ -55,7 +55,8 @@ DEFAULT_AUG = {"crop_scale": 0.8, "rotation_degrees": 10.0, "color_jitter": 0.2}
 HEAVY_AUG = {"crop_scale": 0.6, "rotation_degrees": 15.0, "color_jitter": 0.4}
 HEAVIER_AUG = {"crop_scale": 0.45, "rotation_degrees": 20.0, "color_jitter": 0.5}
 BASE = {"resolution": 64, "epochs": 20, "lr": 2e-3, "weight_decay": 0.05, "batch_size": 32, "objective": "ce",
-        "augment": DEFAULT_AUG, "width": 1.0, "depths": [1, 1, 2, 1], "view": 1.0}
+        "augment": DEFAULT_AUG, "width": 1.0, "depths": [1, 1, 2, 1], "view": 1.0, "aspect": 1.0,
+        "label_smoothing": 0.0, "mixup": 0.0}
 # Every variant differs from BASE in what its name says.
 VARIANTS = {
     "ce-64": {},
@@ -85,6 +86,9 @@ VARIANTS = {
     "heavy-aug-64-bs16": {"augment": HEAVY_AUG, "batch_size": 16},
     "heavy-aug-64-vflip": {"augment": HEAVY_AUG | {"vflip": True}},
     "heavy-aug-64-turns": {"augment": HEAVY_AUG | {"quarter_turns": True}},
+    "heavy-aug-64-ls0.1": {"augment": HEAVY_AUG, "label_smoothing": 0.1},
+    "heavy-aug-64-mixup0.2": {"augment": HEAVY_AUG, "mixup": 0.2},
+    "heavy-aug-80x64": {"augment": HEAVY_AUG, "aspect": 1.25},
 }
 
 
@@ -169,9 +173,11 @@ def centre(image: Image.Image, view: float) -> Image.Image:
     return image.crop((left, top, w - left, h - top))
 
 
-def to_tensor(images: list, resolution: int) -> torch.Tensor:
-    """Resize to resolution x resolution and normalise with mean 0.5 / std 0.5, as the recipe's processor does."""
-    arrays = [np.asarray(image.resize((resolution, resolution), resample=2), dtype=np.float32) for image in images]
+def to_tensor(images: list, resolution: int, aspect: float = 1.0) -> torch.Tensor:
+    """Resize to ``resolution`` rows of ``aspect`` x resolution columns (ABID photos are about 1.3 times as wide as
+    high) and normalise with mean 0.5 / std 0.5, as the recipe's processor does."""
+    size = (round(aspect * resolution), resolution)
+    arrays = [np.asarray(image.resize(size, resample=2), dtype=np.float32) for image in images]
     return (torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2) / 255 - 0.5) / 0.5
 
 
@@ -181,14 +187,16 @@ def loss_of(variant: dict, names: list[str] = NAMES) -> CountingLoss:
         return CountingLoss(counts, neighbour_mass=variant.get("neighbour_mass", 0.4))
     if variant["objective"] == "count_aware":
         return CountingLoss(counts, count_loss_weight=0.5)
-    return CountingLoss(counts)
+    return CountingLoss(counts, label_smoothing=variant.get("label_smoothing", 0.0))
 
 
 def train(variant: dict, images: list, labels: np.ndarray, ids: list[str], seed: int,
           init: torch.nn.Module | None = None, names: list[str] = NAMES) -> torch.nn.Module:
     """AdamW, cosine schedule with 10% warm-up, augmentation seeded by (seed, epoch, image id) as in train.run;
     from ``init``'s weights (fine-tuning) or from scratch. With ``ema`` in the variant, the model returned is the
-    exponential moving average of the weights and batch-norm statistics over the steps, at that decay per step."""
+    exponential moving average of the weights and batch-norm statistics over the steps, at that decay per step. With
+    ``mixup`` > 0, each batch is blended with a shuffled copy of itself at a Beta(mixup, mixup) weight, and so is
+    its loss."""
     set_seed(seed)
     model = (copy.deepcopy(init) if init is not None else make_model(variant, names)).train()
     loss = loss_of(variant, names)
@@ -196,7 +204,7 @@ def train(variant: dict, images: list, labels: np.ndarray, ids: list[str], seed:
     optimizer = torch.optim.AdamW(model.parameters(), lr=variant["lr"], weight_decay=variant["weight_decay"])
     schedule = get_cosine_schedule_with_warmup(optimizer, round(0.1 * steps), steps)
     augment = Augmentation(**variant["augment"]) if variant["augment"] else None
-    average = None
+    average, mixer = None, np.random.default_rng(seed)
     if variant.get("ema"):
         average = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(variant["ema"]), use_buffers=True)
     for epoch in range(variant["epochs"]):
@@ -206,8 +214,11 @@ def train(variant: dict, images: list, labels: np.ndarray, ids: list[str], seed:
             picked = [images[i] for i in batch]
             if augment is not None:
                 picked = [augment(image, random.Random(f"{seed}:{epoch}:{ids[i]}")) for image, i in zip(picked, batch)]
-            logits = model(pixel_values=to_tensor(picked, variant["resolution"])).logits
-            value = loss({"logits": logits}, torch.as_tensor(labels[batch]))
+            pixels, targets = to_tensor(picked, variant["resolution"], variant["aspect"]), torch.as_tensor(labels[batch])
+            if variant.get("mixup"):
+                value = mixed_loss(model, loss, pixels, targets, variant["mixup"], mixer)
+            else:
+                value = loss({"logits": model(pixel_values=pixels).logits}, targets)
             optimizer.zero_grad()
             value.backward()
             optimizer.step()
@@ -217,9 +228,18 @@ def train(variant: dict, images: list, labels: np.ndarray, ids: list[str], seed:
     return (average.module if average is not None else model).eval()
 
 
+def mixed_loss(model: torch.nn.Module, loss: CountingLoss, pixels: torch.Tensor, targets: torch.Tensor,
+               alpha: float, rng: np.random.Generator) -> torch.Tensor:
+    """Mixup: the loss of a blend of the batch and a shuffled copy, weighted between both copies' labels."""
+    weight = float(rng.beta(alpha, alpha))
+    order = torch.from_numpy(rng.permutation(len(targets)))
+    logits = model(pixel_values=weight * pixels + (1 - weight) * pixels[order]).logits
+    return weight * loss({"logits": logits}, targets) + (1 - weight) * loss({"logits": logits}, targets[order])
+
+
 @torch.inference_mode()
-def logits_of(model: torch.nn.Module, images: list, resolution: int, flip: bool = False) -> list:
-    pixels = to_tensor(images, resolution)
+def logits_of(model: torch.nn.Module, images: list, resolution: int, aspect: float = 1.0, flip: bool = False) -> list:
+    pixels = to_tensor(images, resolution, aspect)
     pixels = pixels.flip(-1) if flip else pixels
     return torch.cat([model(pixel_values=chunk).logits for chunk in pixels.split(128)]).tolist()
 
@@ -265,14 +285,14 @@ def run_all(args: BenchArguments) -> dict:
                 started = time.time()
                 model = train(variant, [images[i] for i in fit], labels[fit], [ids[i] for i in fit], seed)
                 elapsed = time.time() - started
-                held = [images[i] for i in test]
+                held, shape = [images[i] for i in test], (variant["resolution"], variant["aspect"])
                 saved["runs"][key] = {
                     "variant": name, "seed": seed, "fold": fold, "settings": variant, "train_s": round(elapsed, 1),
                     "fit_labels": labels[fit].tolist(), "validation_labels": labels[validation].tolist(),
                     "test_labels": labels[test].tolist(),
-                    "validation_logits": logits_of(model, [images[i] for i in validation], variant["resolution"]),
-                    "test_logits": logits_of(model, held, variant["resolution"]),
-                    "test_flip_logits": logits_of(model, held, variant["resolution"], flip=True),
+                    "validation_logits": logits_of(model, [images[i] for i in validation], *shape),
+                    "test_logits": logits_of(model, held, *shape),
+                    "test_flip_logits": logits_of(model, held, *shape, flip=True),
                 }
                 output.parent.mkdir(parents=True, exist_ok=True)
                 output.write_text(json.dumps(saved))

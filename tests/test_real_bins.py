@@ -87,3 +87,27 @@ def test_ensemble_averages_the_runs_of_each_fold():
         real_bins.ensemble(saved, {}, ["a"])
     with pytest.raises(ValueError, match="no saved runs"):
         real_bins.ensemble(saved, {}, ["c"])
+
+
+def test_mixup_blends_the_batch_with_a_shuffled_copy_and_weights_both_labels():
+    pixels, targets = torch.randn(6, 3, 4, 4), torch.tensor([0, 1, 2, 3, 4, 0])
+    seen = []
+
+    def model(pixel_values):
+        seen.append(pixel_values)
+        return type("Out", (), {"logits": pixel_values.flatten(1)[:, :5]})
+
+    loss = real_bins.loss_of(real_bins.BASE)
+    value = real_bins.mixed_loss(model, loss, pixels, targets, 0.2, np.random.default_rng(3))
+    rng = np.random.default_rng(3)
+    weight, order = rng.beta(0.2, 0.2), torch.from_numpy(rng.permutation(6))
+    assert torch.allclose(seen[0], weight * pixels + (1 - weight) * pixels[order])
+    logits = {"logits": seen[0].flatten(1)[:, :5]}
+    assert value == pytest.approx(float(weight * loss(logits, targets) + (1 - weight) * loss(logits, targets[order])))
+
+
+def test_aspect_gives_wider_inputs_and_the_run_trains_on_them(one_torch_thread):
+    image = Image.new("RGB", (130, 100), (10, 20, 30))
+    assert real_bins.to_tensor([image], 16, 1.25).shape == (1, 3, 16, 20)
+    model = tiny_run(aspect=1.25, mixup=0.2, label_smoothing=0.1)
+    assert len(real_bins.logits_of(model, [image], 16, 1.25)[0]) == 5
