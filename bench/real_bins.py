@@ -214,7 +214,8 @@ def train(variant: dict, images: list, labels: np.ndarray, ids: list[str], seed:
             picked = [images[i] for i in batch]
             if augment is not None:
                 picked = [augment(image, random.Random(f"{seed}:{epoch}:{ids[i]}")) for image, i in zip(picked, batch)]
-            pixels, targets = to_tensor(picked, variant["resolution"], variant["aspect"]), torch.as_tensor(labels[batch])
+            pixels = to_tensor(picked, variant["resolution"], variant["aspect"])
+            targets = torch.as_tensor(labels[batch])
             if variant.get("mixup"):
                 value = mixed_loss(model, loss, pixels, targets, variant["mixup"], mixer)
             else:
