@@ -89,6 +89,8 @@ VARIANTS = {
     "heavy-aug-64-ls0.1": {"augment": HEAVY_AUG, "label_smoothing": 0.1},
     "heavy-aug-64-mixup0.2": {"augment": HEAVY_AUG, "mixup": 0.2},
     "heavy-aug-80x64": {"augment": HEAVY_AUG, "aspect": 1.25},
+    "heavy-aug-64-blur": {"augment": HEAVY_AUG | {"blur": 1.5}},
+    "heavy-aug-64-gray": {"augment": HEAVY_AUG | {"grayscale": 0.2}},
 }
 
 

@@ -150,3 +150,18 @@ def test_vertical_flips_and_quarter_turns_keep_every_pixel_and_are_off_by_defaul
     assert turned_sideways > 0
     default = Augmentation()
     assert not default.vflip and not default.quarter_turns, "the recipes' draws stay as they were"
+
+
+def test_blur_and_grayscale_change_colour_and_sharpness_only_and_are_off_by_default():
+    image = Image.fromarray(np.random.default_rng(3).integers(0, 255, (30, 40, 3), dtype=np.uint8))
+    plain = Augmentation(crop_scale=1.0, rotation_degrees=0.0, color_jitter=0.0)
+    varied = Augmentation(crop_scale=1.0, rotation_degrees=0.0, color_jitter=0.0, blur=2.0, grayscale=0.5)
+    blurred = greyed = 0
+    for seed in range(16):
+        cropped, out = np.asarray(plain(image, random.Random(seed))), np.asarray(varied(image, random.Random(seed)))
+        assert out.shape == cropped.shape, "the same crop and flip: only pixel values change"
+        greyed += bool((out[..., 0] == out[..., 1]).all() and (out[..., 1] == out[..., 2]).all())
+        blurred += out.astype(float).std() < 0.8 * cropped.astype(float).std()
+    assert 0 < greyed < 16 and 0 < blurred < 16
+    default = Augmentation()
+    assert default.blur == 0 and default.grayscale == 0, "the recipes' draws stay as they were"

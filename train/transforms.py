@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
-from PIL import Image, ImageEnhance
+from PIL import Image, ImageEnhance, ImageFilter
 from transformers import TrainerCallback
 
 from core import preprocess
@@ -41,6 +41,8 @@ class Augmentation:
     hflip: bool = True
     vflip: bool = False  # count-preserving too, but a bin is never seen upside down
     quarter_turns: bool = False  # 0, 90, 180 or 270 degrees before the small rotation
+    blur: float = 0.0  # largest Gaussian blur radius (px, after the shrink), for half of the images
+    grayscale: float = 0.0  # share of images whose colour is dropped
 
     def __call__(self, image: Image.Image, rng: random.Random, work_side: int | None = None) -> Image.Image:
         """A random, count-preserving variant of ``image``. ``work_side``: after the crop, shrink the image (never
@@ -65,6 +67,10 @@ class Augmentation:
         for enhance in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
             if self.color_jitter:
                 image = enhance(image).enhance(rng.uniform(1 - self.color_jitter, 1 + self.color_jitter))
+        if self.blur and rng.random() < 0.5:
+            image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0, self.blur)))
+        if self.grayscale and rng.random() < self.grayscale:
+            image = image.convert("L").convert("RGB")
         return image
 
 
