@@ -13,6 +13,7 @@ from pathlib import Path
 
 import psutil
 
+from demo import DemoArguments
 from tests.conftest import ABID_REAL, ABID_SAMPLE, ROOT, python_env
 
 STEP = 25  # score every 25th listed real bin: the same code as for all 1,050, in a fraction of the time
@@ -59,6 +60,8 @@ def test_demo_runs_every_stage_and_stops_its_processes(tmp_path):
     recipe = json.loads((ROOT / "train" / "recipes" / "small-real-cpu.json").read_text())
     for name in ("crop_scale", "rotation_degrees", "color_jitter"):  # the real-bin recipe's augmentation
         assert counting[name] == recipe[name], name
+    verify = json.loads((work / "model" / "verify.json").read_text())
+    assert verify["target_false_alarm"] == DemoArguments().target_false_alarm < 0.05  # it checks bins unlike its own
     # inference: pipeline with every count, local endpoint with and without an expected quantity
     assert "(6 counts scored)" in out
     assert "POST /invocations image/jpeg" in out
