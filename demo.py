@@ -185,19 +185,22 @@ def query_endpoint(model: Path, work: Path, images: list[tuple[str, bytes, int]]
 
 
 def scored_line(name: str, counter, bins: list[tuple[object, int]], mismatch: float) -> str:
-    """One table row: accuracy and RMSE of the top count, the constant answer 3's, and verify's false alarms on true
-    records (P(recorded count) at or below the mismatch threshold)."""
+    """One table row: accuracy and RMSE of the top count, RMSE of the expected count (the handler's
+    ``expected_count``), the constant answer 3's, and verify's false alarms on true records (P(recorded count) at or
+    below the mismatch threshold)."""
     import numpy as np
 
-    predicted, truth, alarms = [], [], 0
+    predicted, expected, truth, alarms = [], [], [], 0
     for image, quantity in bins:
         scores = {int(s["label"]): s["score"] for s in counter(image)}
         predicted.append(max(scores, key=scores.get))
+        expected.append(sum(count * score for count, score in scores.items()))
         truth.append(quantity)
         alarms += scores.get(quantity, 0.0) <= mismatch
-    p, t = np.array(predicted), np.array(truth)
+    p, e, t = np.array(predicted), np.array(expected), np.array(truth)
     return (f"| {name} | {len(t)} | {100 * np.mean(p == t):.1f} | {np.sqrt(np.mean((p - t) ** 2)):.2f} | "
-            f"{100 * np.mean(t == 3):.1f} | {np.sqrt(np.mean((3 - t) ** 2)):.2f} | {100 * alarms / len(t):.1f} |")
+            f"{np.sqrt(np.mean((e - t) ** 2)):.2f} | {100 * np.mean(t == 3):.1f} | {np.sqrt(np.mean((3 - t) ** 2)):.2f} | "
+            f"{100 * alarms / len(t):.1f} |")
 
 
 def listed_bins(folder: Path, known: set[int]) -> list[tuple[str, int]]:
@@ -225,8 +228,8 @@ def summary(model: Path, dataset: Path, real: Path, listed: Path) -> str:
     counter = pipeline("image-classification", model=str(model), top_k=len(labels))
     test = load_from_disk(str(dataset))["test"].cast_column("image", ImageFeature(decode=False))
     bins = [(Image.open(io.BytesIO(row["image"]["bytes"])), row["expected_quantity"]) for row in test]
-    lines = ["| bins | n | accuracy (%) | RMSE | always 3: accuracy (%) | always 3: RMSE | true records called "
-             f"mismatch (%, P <= {mismatch:g}) |", "|---|---|---|---|---|---|---|",
+    lines = ["| bins | n | accuracy (%) | RMSE | RMSE, expected count | always 3: accuracy (%) | always 3: RMSE | "
+             f"true records called mismatch (%, P <= {mismatch:g}) |", "|---|---|---|---|---|---|---|---|",
              scored_line("synthetic test split", counter, [b for b in bins if b[1] in known], mismatch)]
     if (real / "bin-images").is_dir() and (real / "metadata").is_dir():
         sample = []

@@ -96,21 +96,22 @@ def test_summary_scores_the_real_sample_next_to_the_constant(tiny_model_dir, tin
 
     listed = listed_subset(tmp_path)
     lines = summary(tiny_model_dir, tiny_dataset, ABID_SAMPLE, listed).splitlines()
-    assert lines[0].startswith("| bins | n | accuracy (%) | RMSE | always 3") and lines[2].startswith("| synthetic ")
+    assert lines[0].startswith("| bins | n | accuracy (%) | RMSE | RMSE, expected count | always 3")
+    assert lines[2].startswith("| synthetic ")
     if (ABID_SAMPLE / "metadata").is_dir():
         counts = [json.loads(p.read_text())["EXPECTED_QUANTITY"] for p in sorted((ABID_SAMPLE / "metadata").glob("*"))
                   if (ABID_SAMPLE / "bin-images" / f"{p.stem}.jpg").is_file()]
         known = [c for c in counts if c <= 5]
         cells = [cell.strip() for cell in lines[3].strip("|").split("|")]
         assert cells[0] == "real ABID sample (abid-sample, 0-5 items)" and int(cells[1]) == len(known)
-        assert 0 <= float(cells[2]) <= 100 and float(cells[3]) >= 0
-        assert float(cells[4]) == round(100 * known.count(3) / len(known), 1)
+        assert 0 <= float(cells[2]) <= 100 and float(cells[3]) >= 0 and 0 <= float(cells[4]) <= 5
+        assert float(cells[5]) == round(100 * known.count(3) / len(known), 1)
     if (listed / "labels.csv").is_file():
         with open(listed / "labels.csv", newline="") as listing:
             known = [int(row["count"]) for row in csv.DictReader(listing) if int(row["count"]) <= 5]
         cells = [cell.strip() for cell in lines[4].strip("|").split("|")]
         assert cells[0] == "real ABID bins (abid-real, 0-5 items)" and int(cells[1]) == len(known)
-        assert float(cells[4]) == round(100 * known.count(3) / len(known), 1)
+        assert float(cells[5]) == round(100 * known.count(3) / len(known), 1)
     missing = summary(tiny_model_dir, tiny_dataset, tmp_path / "absent", tmp_path / "absent").splitlines()
     assert missing[-2].startswith("(real sample not found at ") and len(missing) == 5
     assert missing[-1].startswith("(real bins not found at ")
