@@ -82,6 +82,8 @@ VARIANTS = {
     "heavy-aug-64-view65": {"augment": HEAVY_AUG, "view": 0.65},
     "heavy-aug-64-lr1e-3": {"augment": HEAVY_AUG, "lr": 1e-3},
     "heavy-aug-64-lr4e-3": {"augment": HEAVY_AUG, "lr": 4e-3},
+    "heavy-aug-64-lr5e-4": {"augment": HEAVY_AUG, "lr": 5e-4},
+    "heavy-aug-64-lr2.5e-4": {"augment": HEAVY_AUG, "lr": 2.5e-4},
     "heavy-aug-64-wd0.2": {"augment": HEAVY_AUG, "weight_decay": 0.2},
     "heavy-aug-64-bs16": {"augment": HEAVY_AUG, "batch_size": 16},
     "heavy-aug-64-vflip": {"augment": HEAVY_AUG | {"vflip": True}},
