@@ -55,6 +55,11 @@ class ModelArguments:
         "help": "Image processor to use instead of the checkpoint's (e.g. a full-view resize for counting)."})
     model_revision: str = field(default="main", metadata={"help": "Hub revision of the checkpoint."})
     freeze_backbone: bool = field(default=False, metadata={"help": "Train only the classification head."})
+    synthetic_pretrain: int = field(default=0, metadata={
+        "help": "First pre-train the model on this many synthetic bins (generated into OUTPUT_DIR/synthetic-pretrain/"
+                "), then train on the dataset from there (train/pretrain.py); 0: off."})
+    synthetic_pretrain_config: str = field(default="train/recipes/synthetic-pretrain-cpu.json", metadata={
+        "help": "The pre-training's recipe; its model and image size are this run's."})
     trust_remote_code: bool = field(default=False, metadata={
         "help": "Allow custom model code from the checkpoint's repository (off: only run code you have read)."})
 

@@ -4,7 +4,8 @@ The same entry point runs on a laptop, under ``accelerate launch`` / ``torchrun`
 over gloo), and as the entry point of SageMaker's Hugging Face training container (``python train/run.py --key value``).
 
 - Models: any AutoModelForImageClassification checkpoint, re-headed to the dataset's count classes, or a config-only
-  folder trained from scratch; optionally a frozen backbone.
+  folder trained from scratch; optionally a frozen backbone; optionally pre-trained first on synthetic bins it
+  generates (``--synthetic_pretrain N``, train/pretrain.py).
 - Recipes: ``--config FILE`` (JSON or YAML, e.g. train/recipes/small-real-cpu.json); command-line options override it.
 - Counting: class-weighted loss or weighted sampler, label smoothing, the count-aware and ordinal objectives
   (train/objectives.py); augmentation in DataLoader workers (train/transforms.py); metrics from train/metrics.
@@ -42,7 +43,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from core import verify as rule
 from core.cli import run_cli
-from train import audit, calibration, card, data, plots
+from train import audit, calibration, card, data, plots, pretrain
 from train import model as models
 from train.args import CountingArguments, DataArguments, ModelArguments, OutputArguments, UsageError, parse_args
 from train.compat import CountingTrainer  # the Trainer internals we rely on, version-checked
@@ -202,6 +203,8 @@ def run(data_args: DataArguments, model_args: ModelArguments, counting: Counting
         training) -> dict:
     """Train; predict validation and test once with the best model; calibrate it, audit it, save every artifact,
     and push if asked."""
+    if model_args.synthetic_pretrain:
+        pretrain_on_synthetic(model_args, counting, out, training)
     run_setup = setup(data_args, model_args, counting, out, training)
     trainer, splits = run_setup.trainer, run_setup.splits
     metric, counts = load_metric(), np.asarray(splits.counts)
@@ -253,6 +256,26 @@ def run(data_args: DataArguments, model_args: ModelArguments, counting: Counting
             push(run_setup.model_dir, training.hub_model_id or run_setup.model_dir.name,
                  bool(training.hub_private_repo))
     return metrics
+
+
+def pretrain_on_synthetic(model_args: ModelArguments, counting: CountingArguments, out: OutputArguments,
+                          training) -> None:
+    """Pre-train the same network on synthetic bins (train/pretrain.py); the run then starts from that model."""
+    if model_args.synthetic_pretrain < 0:
+        raise UsageError(f"--synthetic_pretrain must be a number of bins >= 0, got {model_args.synthetic_pretrain}")
+    if training.world_size > 1:
+        raise UsageError("--synthetic_pretrain runs in one process: pre-train first (train/recipes/"
+                         "synthetic-pretrain-cpu.json), then pass that model as --model_name_or_path")
+    work = pretrain.folder(training.output_dir)
+    pretrain.claim(work, pretrain.settings(model_args, counting.image_size, training.seed), out.overwrite)
+    model_dir = work / "model"
+    if pretrain.is_finished(model_dir):
+        logger.info("reusing the model pre-trained on synthetic bins in %s", model_dir)
+    else:
+        dataset = pretrain.prepare_dataset(work, model_args.synthetic_pretrain, training.seed)
+        logger.info("pre-training on %d synthetic bins into %s", model_args.synthetic_pretrain, model_dir)
+        run(*parse_args(pretrain.arguments(model_args, counting.image_size, dataset, model_dir, training.seed)))
+    model_args.model_name_or_path = str(model_dir)
 
 
 def predict_splits(trainer: Trainer, evaluation: dict, metrics: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -309,6 +332,8 @@ def save_artifacts(trainer: Trainer, model_dir: Path, splits: data.Splits, resul
                f"{model_args.freeze_backbone}; {training.num_train_epochs:g} epochs, batch size "
                f"{training.per_device_train_batch_size} per device, learning rate {training.learning_rate:g} "
                f"({training.lr_scheduler_type}), weight decay {training.weight_decay:g}, seed {training.seed}.")
+    if model_args.synthetic_pretrain:
+        summary += f" Pre-trained first on {model_args.synthetic_pretrain} synthetic bins (train/pretrain.py)."
     (model_dir / "README.md").write_text(card.render(
         model_dir.name, model_args.model_name_or_path, data_args.dataset or "SageMaker channels", splits.names,
         results, split, {k: v for k, v in metrics.items() if k.startswith(("test_", "eval_")) and "count_" not in k},

@@ -14,7 +14,6 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-import core
 from cloud.s3 import parse_s3_uri
 from cloud.sagemaker.session import ROOT, ConfigError
 
@@ -31,17 +30,17 @@ PY_VERSION = "py312"
 # What train.run and data.build need, pinned like ours; never torch: each container keeps its own (CUDA) build.
 
 
-TRAINING_REQUIREMENTS = ("transformers", "datasets", "evaluate", "accelerate", "huggingface-hub", "safetensors",
-                         "pillow", "numpy", "matplotlib", "tqdm")
-
 PROCESSING_REQUIREMENTS = ("transformers", "datasets", "huggingface-hub", "pillow", "numpy", "opencv-python-headless",
                            "matplotlib", "tqdm", "boto3", "botocore", "urllib3")
 
+# Training jobs run data/ too: --synthetic_pretrain generates and builds its bins inside the job.
+TRAINING_REQUIREMENTS = (*PROCESSING_REQUIREMENTS, "evaluate", "accelerate", "safetensors")
+
 
 # The project code each job runs: the label rule and CLI convention travel with train/ and data/ (see core/).
-TRAINING_CODE = ("train", *core.SHIPPED)
-
 PROCESSING_CODE = ("data", "cloud/__init__.py", "cloud/s3.py", "core")
+
+TRAINING_CODE = ("train", *PROCESSING_CODE)
 
 
 def is_gpu(instance_type: str | None) -> bool:
