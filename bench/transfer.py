@@ -67,6 +67,8 @@ class TransferArguments:
         "help": "The bench.real_bins variant both arms train on real bins with (heavy-aug-64: the real-bin recipe's)."})
     parts: list[str] = field(default_factory=lambda: ["synthetic-only", "pretrain"], metadata={
         "help": "Which parts to run: synthetic-only, pretrain (which needs the synthetic-only model)."})
+    arms: list[str] = field(default_factory=lambda: ["real-only", "pretrained"], metadata={
+        "help": "Which arms of the pre-training part to train: real-only, pretrained."})
     threads: int = field(default=1, metadata={"help": "torch threads (the CPU is usually shared)."})
     output: str = field(default=str(RESULTS / "transfer.json"), metadata={"help": "Resumable results file."})
     report_only: bool = field(default=False, metadata={"help": "Print the tables of the runs saved so far."})
@@ -162,6 +164,7 @@ def run_pretrain(args: TransferArguments, saved: dict, real) -> None:
     if args.synthetic_variant != DEFAULT_VARIANT:
         pretrained_arm += f" (synthetic {args.synthetic_variant})"
     arms = ((tagged("real-only", args.finetune_variant), False), (tagged(pretrained_arm, args.finetune_variant), True))
+    arms = tuple(arm for arm in arms if ("pretrained" if arm[1] else "real-only") in args.arms)
     for seed in args.seeds:
         init = None
         for fold, (fit, validation, test) in enumerate(real_bins.folds_of(labels, args.folds, seed)):
@@ -259,6 +262,9 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(args.parts) - {"synthetic-only", "pretrain"}
     if unknown:
         fail(f"unknown --parts {sorted(unknown)}: choose from synthetic-only, pretrain")
+    unknown = set(args.arms) - {"real-only", "pretrained"}
+    if unknown:
+        fail(f"unknown --arms {sorted(unknown)}: choose from real-only, pretrained")
     variants = (("--synthetic_variant", args.synthetic_variant), ("--finetune_variant", args.finetune_variant))
     for option, name in variants:
         if name not in real_bins.VARIANTS:
