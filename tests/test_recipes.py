@@ -42,6 +42,8 @@ def test_recipe_trains_a_few_steps(recipe, tiny_dataset, tmp_path, one_torch_thr
     swap = ["--model_name_or_path", str(TINY_CONFIGS / STAND_INS[recipe])] if STAND_INS[recipe] else []
     if STAND_INS[recipe] == "tiny-resnet":
         swap += ["--image_size", "64"]  # the recipe's full-view 224 px resize, smaller: the tiny model is what's tested
+    if "synthetic_pretrain" in json.loads((RECIPES / recipe).read_text()):
+        swap += ["--synthetic_pretrain", "24"]  # the recipe's pre-training path, on a few synthetic bins
     assert train_main(["--config", str(RECIPES / recipe), "--dataset", str(tiny_dataset), "--output_dir", str(out),
                        *swap, *QUICK]) == 0
     metrics = json.loads((out / "all_results.json").read_text())
@@ -69,6 +71,7 @@ def test_real_recipe_fine_tunes_the_synthetic_pretrained_model(synthetic_bucket,
                   "--shorter_side", "160", "--num_proc", "1"]) == 0
     assert train_main(["--config", str(RECIPES / "small-real-cpu.json"), "--dataset", str(real_like),
                        "--model_name_or_path", str(pretrained), "--output_dir", str(out), *QUICK,
+                       "--synthetic_pretrain", "0",  # this test pre-trains by hand
                        "--learning_rate", "0"]) == 0  # no step moves a weight: what was loaded is what is saved
     config = json.loads((out / "config.json").read_text())
     assert list(config["id2label"].values()) == ["1", "2", "3", "4", "5"]
