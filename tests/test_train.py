@@ -86,6 +86,7 @@ def test_metric_lines_match_sagemaker_regexes(trained):
 def test_push_to_hub_and_load_back_with_pipeline(tiny_dataset, hub, tmp_path):
     env = hub_env(hub.endpoint, tmp_path / "hf-home")
     result = run_train(train_args(tiny_dataset, tmp_path / "model", "tiny-resnet", "--num_train_epochs", "1",
+                                  "--synthetic_pretrain", "16",  # its bins and model stay local
                                   "--push_to_hub", "--hub_model_id", "bin-counter-tiny"), env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert HUB_TOKEN in hub.tokens
@@ -105,7 +106,8 @@ print(json.dumps({"labels": sorted(s["label"] for s in scores), "files": list_re
     answer = json.loads(loaded.stdout.strip().splitlines()[-1])
     assert answer["labels"] == ["0", "1", "2", "3", "4", "5"]
     assert {"model.safetensors", "preprocessor_config.json", "README.md", "all_results.json"} <= set(answer["files"])
-    assert not any(f.startswith("checkpoint-") for f in answer["files"])
+    assert not any(f.startswith(("checkpoint-", "synthetic-pretrain/")) for f in answer["files"])
+    assert (tmp_path / "model" / "synthetic-pretrain" / "model" / "model.safetensors").is_file()
 
 
 def test_hyperparameter_search_writes_best_params(tiny_dataset, tmp_path):

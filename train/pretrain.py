@@ -26,8 +26,11 @@ SPLIT_RATIOS = [0.95, 0.05, 0.0]
 SHORTER_SIDE = 128
 
 
+FOLDER = "synthetic-pretrain"  # inside the run's output_dir; never pushed with the model (train.run.push)
+
+
 def folder(output_dir: str) -> Path:
-    return Path(output_dir) / "synthetic-pretrain"
+    return Path(output_dir) / FOLDER
 
 
 def settings(model_args: ModelArguments, image_size: int | None, seed: int) -> dict:

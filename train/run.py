@@ -341,13 +341,14 @@ def save_artifacts(trainer: Trainer, model_dir: Path, splits: data.Splits, resul
 
 
 def push(model_dir: Path, repo_id: str, private: bool) -> None:
-    """Upload the model folder (not its checkpoints); the token comes from HF_TOKEN or the login cache."""
+    """Upload the model folder (not its checkpoints nor the synthetic pre-training's bins and model); the token comes
+    from HF_TOKEN or the login cache."""
     from huggingface_hub import HfApi
 
     api = HfApi()
     repo = api.create_repo(repo_id, private=private, exist_ok=True)
     api.upload_folder(folder_path=str(model_dir), repo_id=repo.repo_id, commit_message="Upload bin counter",
-                      ignore_patterns=["checkpoint-*", "checkpoint-*/**", "runs/**"])
+                      ignore_patterns=["checkpoint-*", "checkpoint-*/**", "runs/**", f"{pretrain.FOLDER}/**"])
     logger.info("pushed %s to the Hub as %s", model_dir, repo.repo_id)
 
 
