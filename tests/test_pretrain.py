@@ -25,7 +25,9 @@ def test_the_run_starts_from_the_model_pretrained_on_synthetic_bins(tiny_dataset
     out = tmp_path / "model"
     assert pretrain_run(tiny_dataset, out, 24, "--learning_rate", "0") == 0  # no step moves a weight
     work = out / "synthetic-pretrain"
-    assert len(list((work / "bins" / "bin-images").glob("*.jpg"))) == 24
+    report = json.loads((work / "dataset" / "build_report.json").read_text())
+    assert report["kept"] == 24 and report["per_split"]["test"] == 0
+    assert not (work / "bins").exists(), "the bins are removed once their dataset is built"
     pretrained = work / "model"
     assert json.loads((pretrained / "run_args.json").read_text())["data"]["dataset"] == str(work / "dataset")
     assert json.loads((pretrained / "preprocessor_config.json").read_text())["size"] == {"height": 32, "width": 32}
@@ -40,6 +42,11 @@ def test_the_run_starts_from_the_model_pretrained_on_synthetic_bins(tiny_dataset
     stamp = (pretrained / "model.safetensors").stat().st_mtime_ns
     assert pretrain_run(tiny_dataset, out, 24, "--overwrite", "false") == 0
     assert (pretrained / "model.safetensors").stat().st_mtime_ns == stamp
+
+    # A run killed after the dataset was built: the next one trains from that dataset, drawing no bins again
+    (pretrained / "all_results.json").unlink()
+    assert pretrain_run(tiny_dataset, out, 24) == 0
+    assert (pretrained / "all_results.json").is_file() and not (work / "bins").exists()
 
 
 def test_a_pretraining_folder_with_other_settings_is_refused(tiny_dataset, tmp_path, capsys):
