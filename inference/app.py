@@ -215,7 +215,11 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(str(error)) from None
     model = load_model(args.model, args.revision)
     print(f"bin check page on http://{args.host}:{args.port}/ (model {args.model}; Ctrl+C stops)", flush=True)
-    launch(build(model, examples), args, examples, settings)
+    page = build(model, examples)
+    try:
+        launch(page, args, examples, settings)
+    except KeyboardInterrupt:  # before Gradio's own wait loop: its server thread would keep the process alive
+        page.close()
     return 0
 
 

@@ -123,3 +123,34 @@ def test_one_command_serves_the_page_and_ctrl_c_stops_it(tiny_model_dir, tmp_pat
         page.send_signal(signal.SIGINT)
         output = page.communicate(timeout=60)[0]
     assert f"bin check page on http://127.0.0.1:{port}/" in output
+
+
+def test_ctrl_c_while_the_page_is_still_starting_stops_it(tiny_model_dir, tmp_path):
+    """Ctrl+C as soon as the port opens lands inside Gradio's launch, before its own wait loop: the page must still
+    stop, not hang on its server thread."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import python_env
+
+    pytest.importorskip("gradio", reason="gradio is not installed (requirements-app.txt)")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    page = subprocess.Popen([sys.executable, "-m", "inference.app", "--model", str(tiny_model_dir), "--port",
+                             str(port)], env=python_env(GRADIO_ANALYTICS_ENABLED="False"),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and page.poll() is None:
+            with socket.socket() as client:
+                if client.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.02)
+    finally:
+        page.send_signal(signal.SIGINT)
+        output = page.communicate(timeout=60)[0]
+    assert page.returncode == 0, output[-3000:]
