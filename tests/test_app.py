@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import signal
+from contextlib import contextmanager
 
 import pytest
 
@@ -11,6 +13,19 @@ from inference import app, handler
 from tests.test_handler import FIXED, b64, bomb, fixed, image_bytes
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@contextmanager
+def ctrl_c_passed_on():
+    """A child inherits an ignored or blocked SIGINT, and some library in this test process can leave it so (seen in
+    the full suite: the page never saw Ctrl+C); the page is started the way a terminal starts it."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        signal.signal(signal.SIGINT, previous)
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +108,6 @@ def test_examples_must_be_a_folder_of_photos(tmp_path):
 
 
 def test_one_command_serves_the_page_and_ctrl_c_stops_it(tiny_model_dir, tmp_path):
-    import signal
     import socket
     import subprocess
     import sys
@@ -107,9 +121,11 @@ def test_one_command_serves_the_page_and_ctrl_c_stops_it(tiny_model_dir, tmp_pat
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     (tmp_path / "bin.jpg").write_bytes(image_bytes())
-    page = subprocess.Popen([sys.executable, "-m", "inference.app", "--model", str(tiny_model_dir), "--port",
-                             str(port), "--examples", str(tmp_path)], env=python_env(GRADIO_ANALYTICS_ENABLED="False"),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    with ctrl_c_passed_on():
+        page = subprocess.Popen([sys.executable, "-m", "inference.app", "--model", str(tiny_model_dir), "--port",
+                                 str(port), "--examples", str(tmp_path)],
+                                env=python_env(GRADIO_ANALYTICS_ENABLED="False"), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
     try:
         deadline, html = time.monotonic() + 240, None
         while html is None and time.monotonic() < deadline and page.poll() is None:
@@ -128,7 +144,6 @@ def test_one_command_serves_the_page_and_ctrl_c_stops_it(tiny_model_dir, tmp_pat
 def test_ctrl_c_while_the_page_is_still_starting_stops_it(tiny_model_dir, tmp_path):
     """Ctrl+C as soon as the port opens lands inside Gradio's launch, before its own wait loop: the page must still
     stop, not hang on its server thread."""
-    import signal
     import socket
     import subprocess
     import sys
@@ -140,9 +155,10 @@ def test_ctrl_c_while_the_page_is_still_starting_stops_it(tiny_model_dir, tmp_pa
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    page = subprocess.Popen([sys.executable, "-m", "inference.app", "--model", str(tiny_model_dir), "--port",
-                             str(port)], env=python_env(GRADIO_ANALYTICS_ENABLED="False"),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    with ctrl_c_passed_on():
+        page = subprocess.Popen([sys.executable, "-m", "inference.app", "--model", str(tiny_model_dir), "--port",
+                                 str(port)], env=python_env(GRADIO_ANALYTICS_ENABLED="False"),
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and page.poll() is None:
