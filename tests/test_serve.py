@@ -112,6 +112,11 @@ def servers(tiny_model_dir, tmp_path_factory) -> dict[str, Server]:
     finally:
         for server in launched.values():
             if server.process.poll() is None:
+                server.process.terminate()  # drains and stops its worker processes; a kill would orphan them
+        for server in launched.values():
+            try:
+                server.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
                 server.process.kill()
                 server.process.wait()
 
