@@ -93,6 +93,9 @@ VARIANTS = {
     "heavy-aug-80x64": {"augment": HEAVY_AUG, "aspect": 1.25},
     "heavy-aug-64-blur": {"augment": HEAVY_AUG | {"blur": 1.5}},
     "heavy-aug-64-gray": {"augment": HEAVY_AUG | {"grayscale": 0.2}},
+    # fine-tuning the synthetic pre-trained model (bench.transfer --finetune_variant): the recipe's rate, other losses
+    "ordinal-64-heavy-aug-lr5e-4": {"objective": "ordinal", "augment": HEAVY_AUG, "lr": 5e-4},
+    "count-aware-64-heavy-aug-lr5e-4": {"objective": "count_aware", "augment": HEAVY_AUG, "lr": 5e-4},
 }
 
 
