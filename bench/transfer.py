@@ -163,8 +163,11 @@ def run_pretrain(args: TransferArguments, saved: dict, real) -> None:
     pretrained_arm = "pretrained+real"
     if args.synthetic_variant != DEFAULT_VARIANT:
         pretrained_arm += f" (synthetic {args.synthetic_variant})"
-    arms = ((tagged("real-only", args.finetune_variant), False), (tagged(pretrained_arm, args.finetune_variant), True))
-    arms = tuple(arm for arm in arms if ("pretrained" if arm[1] else "real-only") in args.arms)
+    arms = []  # (run name, starts from the synthetic model)
+    if "real-only" in args.arms:
+        arms.append((tagged("real-only", args.finetune_variant), False))
+    if "pretrained" in args.arms:
+        arms.append((tagged(pretrained_arm, args.finetune_variant), True))
     for seed in args.seeds:
         init = None
         for fold, (fit, validation, test) in enumerate(real_bins.folds_of(labels, args.folds, seed)):

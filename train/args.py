@@ -59,7 +59,8 @@ class ModelArguments:
         "help": "First pre-train the model on this many synthetic bins (generated into OUTPUT_DIR/synthetic-pretrain/"
                 "), then train on the dataset from there (train/pretrain.py); 0: off."})
     synthetic_pretrain_config: str = field(default="train/recipes/synthetic-pretrain-cpu.json", metadata={
-        "help": "The pre-training's recipe; its model and image size are this run's."})
+        "help": "The pre-training's recipe; it trains this run's model, at this run's --image_size if given "
+                "(else the recipe's)."})
     trust_remote_code: bool = field(default=False, metadata={
         "help": "Allow custom model code from the checkpoint's repository (off: only run code you have read)."})
 

@@ -24,8 +24,6 @@ SPLIT_RATIOS = [0.95, 0.05, 0.0]
 # Synthetic bins are stored at this shorter side: twice the CPU recipes' 64 px, and 4x fewer pixels to decode than
 # data.build's default.
 SHORTER_SIDE = 128
-
-
 FOLDER = "synthetic-pretrain"  # inside the run's output_dir; never pushed with the model (train.run.push)
 
 
@@ -67,7 +65,8 @@ def prepare_dataset(work: Path, count: int, seed: int) -> Path:
 
 def arguments(model_args: ModelArguments, image_size: int | None, dataset: Path, model_dir: Path,
               seed: int) -> list[str]:
-    """train.run's options for the pre-training: its recipe, on the same network and input size as the real run.
+    """train.run's options for the pre-training: its recipe, on the same network, at the real run's ``image_size``
+    when it has one (else the recipe's, which the real run then inherits from the pre-trained processor).
 
     No temperature or audit: the real run calibrates its own model, and a head divided by T would start it off
     elsewhere than where pre-training left it.
