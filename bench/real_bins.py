@@ -332,6 +332,7 @@ def scored(run: dict) -> dict[str, float]:
                 f"rmse_rounded{suffix}": _rmse(rounded - truth)}
     row["ece_raw"] = calibration.scores(logits, test)["ece"]
     row["ece"] = calibration.scores(logits, test, temperature)["ece"]
+    row["ece_if_calibrated"] = calibration.ece_if_calibrated(calibration.softmax(logits / temperature))["mean"]
     val_probabilities = calibration.softmax(np.asarray(run["validation_logits"]) / temperature)
     thresholds = audit.choose_thresholds(val_probabilities, validation, NAMES, 0.05)
     played = audit.audit(calibration.softmax(logits / temperature), test, NAMES, thresholds, 0.5,
@@ -351,7 +352,8 @@ COLUMNS = {  # table column -> (row key, scale)
     "accuracy (%)": ("accuracy", 100), "RMSE argmax": ("rmse", 1), "RMSE expected": ("rmse_expected", 1),
     "accuracy rounded-expected (%)": ("accuracy_rounded", 100), "RMSE rounded-expected": ("rmse_rounded", 1),
     "accuracy flip-TTA (%)": ("accuracy_tta", 100), "RMSE expected flip-TTA": ("rmse_expected_tta", 1),
-    "ECE raw": ("ece_raw", 1), "ECE after T": ("ece", 1), "T": ("temperature", 1),
+    "ECE raw": ("ece_raw", 1), "ECE after T": ("ece", 1),
+    "ECE if calibrated": ("ece_if_calibrated", 1), "T": ("temperature", 1),
     "audit false alarms (%)": ("audit_false_alarm", 100), "caught ±1 (%)": ("audit_caught_1", 100),
     "caught ±2 (%)": ("audit_caught_2", 100), "uncertain (%)": ("audit_uncertain", 100),
     "uncalibrated at 0.5 / 0.1: false alarms (%)": ("raw_false_alarm", 100),

@@ -49,6 +49,7 @@ DEFAULT_VARIANT = "ce-64"  # bench.real_bins' base settings: runs with it carry 
 # pre-training table column -> (bench.real_bins.scored key, scale)
 PRETRAIN_COLUMNS = {"accuracy (%)": ("accuracy", 100), "RMSE argmax": ("rmse", 1),
                     "RMSE expected": ("rmse_expected", 1), "ECE after T": ("ece", 1),
+                    "ECE if calibrated": ("ece_if_calibrated", 1),
                     "audit false alarms (%)": ("audit_false_alarm", 100), "caught ±2 (%)": ("audit_caught_2", 100)}
 
 

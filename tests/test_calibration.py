@@ -81,6 +81,29 @@ def test_a_model_without_a_linear_head_is_refused():
         calibration.heads(model)
 
 
+def test_ece_floor_is_what_right_probabilities_show_at_that_size():
+    """Labels drawn from the probabilities themselves (a perfectly calibrated model) measure an ECE inside the floor's
+    spread; the floor shrinks as the split grows, is zero for certain predictions, and is the same on every call."""
+    rng = np.random.default_rng(3)
+    logits = rng.normal(0, 1.5, (5000, 5))
+    probabilities = calibration.softmax(logits)
+    measured = []
+    for draw in range(40):
+        labels = (rng.random((300, 1)) > probabilities[:300].cumsum(-1)).sum(-1)
+        measured.append(calibration.scores(logits[:300], labels)["ece"])
+    small = calibration.ece_if_calibrated(probabilities[:300])
+    assert abs(np.mean(measured) - small["mean"]) < 2 * small["sd"] / np.sqrt(len(measured)) + 0.005
+    assert 0.02 < small["mean"] < 0.12 and small["sd"] > 0
+    large = calibration.ece_if_calibrated(probabilities)
+    assert large["mean"] < small["mean"] / 3
+    assert calibration.ece_if_calibrated(np.eye(5)[rng.integers(0, 5, 50)]) == {"mean": 0.0, "sd": 0.0}
+    assert calibration.ece_if_calibrated(probabilities[:300]) == small
+    overconfident = calibration.softmax(3 * logits[:300])
+    labels = (rng.random((300, 1)) > probabilities[:300].cumsum(-1)).sum(-1)
+    floor = calibration.ece_if_calibrated(overconfident)
+    assert calibration.scores(3 * logits[:300], labels)["ece"] > floor["mean"] + 4 * floor["sd"]
+
+
 def test_saved_model_pipeline_returns_calibrated_probabilities(tmp_path, one_torch_thread):
     model = tiny("tiny-resnet")
     processor = AutoImageProcessor.from_pretrained(TINY_CONFIGS / "tiny-resnet")
@@ -92,6 +115,9 @@ def test_saved_model_pipeline_returns_calibrated_probabilities(tmp_path, one_tor
     report = calibration.calibrate(model, {"validation": validation}, tmp_path / "calibration.png")
     temperature = report["temperature"]
     assert temperature > 1.5, "random labels: the fit must soften the logits"
+    floor = report["validation"]["ece_if_calibrated"]
+    assert 0 < floor["mean"] < 1 and calibration.flatten(report)["eval_ece_if_calibrated"] == floor["mean"]
+    assert "ECE if calibrated" in calibration.describe(report)
     assert (tmp_path / "calibration.png").stat().st_size > 5000
     model.save_pretrained(tmp_path / "model")
     processor.save_pretrained(tmp_path / "model")

@@ -261,7 +261,7 @@ def test_each_split_is_predicted_and_scored_once_at_the_end(tiny_dataset, tmp_pa
     assert calls == {"score": 2, "predict": 2}, "validation and test: one prediction and one scoring each"
     metrics = json.loads((tmp_path / "model" / "all_results.json").read_text())
     assert {"eval_accuracy", "test_accuracy", "test_loss", "calibration_temperature", "test_ece",
-            "test_ece_before_calibration", "audit_false_alarm"} <= set(metrics)
+            "test_ece_before_calibration", "test_ece_if_calibrated", "audit_false_alarm"} <= set(metrics)
     assert json.loads((tmp_path / "model" / "verify.json").read_text())["target_false_alarm"] == 0.05
     card = (tmp_path / "model" / "README.md").read_text()
     assert "## Calibration" in card and "## Inventory audit" in card and "verify.json" in card
