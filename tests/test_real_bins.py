@@ -60,9 +60,10 @@ def test_report_and_plot_give_every_variant_beside_the_constants(tmp_path):
     runs = [fake_run(name, seed, 0, skill) for name, skill in (("weak", 0.2), ("strong", 3.0)) for seed in (0, 1)]
     saved = {"data": "fake bins", "machine": machine(), "runs": {f"{r['variant']}/{r['seed']}": r for r in runs}}
     scores = real_bins.scored_by_variant(saved)
-    table = real_bins.report(saved, scores).splitlines()
-    rows = {line.split("|")[1].strip(): line.split("|")[3].strip() for line in table if line.startswith("| ")}
-    assert list(rows)[1:] == ["weak", "strong", "constant (majority / central count of the training part)"]
+    _, table, pooled = real_bins.report(saved, scores).split("\n\n")
+    rows = {line.split("|")[1].strip(): line.split("|")[3].strip() for line in table.splitlines()}
+    assert [line.split("|")[1].strip() for line in pooled.splitlines()] == ["variant", "---", "weak", "strong"]
+    assert list(rows)[2:] == ["weak", "strong", "constant (majority / central count of the training part)"]
     strong = np.mean([real_bins.scored(r)["accuracy"] for r in runs[2:]])
     assert rows["strong"].startswith(f"{100 * strong:.1f} ± ") and float(rows["strong"].split()[0]) > 60
     picture = real_bins.plot(scores, "fake bins", tmp_path / "real_bins.png")
@@ -87,6 +88,28 @@ def test_ensemble_averages_the_runs_of_each_fold():
         real_bins.ensemble(saved, {}, ["a"])
     with pytest.raises(ValueError, match="no saved runs"):
         real_bins.ensemble(saved, {}, ["c"])
+
+
+def test_best_caught_2_flags_at_the_splits_own_false_alarm_share():
+    """20 bins of 3 items: 19 sure of it (P 0.9; P(1 item) 0.02, P(5) 0.08), one not (P 0.05; 0.5 and 0.45)."""
+    sure, unsure = [0.02, 0.0, 0.9, 0.0, 0.08], [0.5, 0.0, 0.05, 0.0, 0.45]
+    probabilities, labels = np.array([sure] * 19 + [unsure]), np.full(20, 2)
+    assert real_bins.best_caught_2(probabilities, labels, 0.05) == 1.0, "one false alarm of 20 allowed: all flagged"
+    assert real_bins.best_caught_2(probabilities, labels, 0.0) == 19 / 40, "none allowed: only the records at 0.02"
+
+
+def test_pooled_calibration_scores_each_seeds_folds_together():
+    runs = {f"a/{seed}/{fold}": fake_run("a", seed, fold, 2.0) for seed in (0, 1) for fold in (0, 1)}
+    rows = real_bins.pooled_calibration({"runs": runs})
+    assert [(row["variant"], row["seeds"], row["bins per seed"]) for row in rows] == [("a", 2, "160")]
+    eces = []
+    for seed in (0, 1):
+        folds = [runs[f"a/{seed}/{fold}"] for fold in (0, 1)]
+        scaled = np.concatenate([np.asarray(r["test_logits"]) / real_bins.calibration.fit_temperature(
+            np.asarray(r["validation_logits"]), np.asarray(r["validation_labels"])) for r in folds])
+        eces.append(real_bins.calibration.scores(scaled, np.concatenate([r["test_labels"] for r in folds]))["ece"])
+    assert rows[0]["ECE after T, folds pooled"] == f"{np.mean(eces):.3f} ± {np.std(eces, ddof=1):.3f}"
+    assert float(rows[0]["ECE if calibrated, pooled"].split()[0]) > 0
 
 
 def test_mixup_blends_the_batch_with_a_shuffled_copy_and_weights_both_labels():
