@@ -195,9 +195,12 @@ def run_pretrain(args: TransferArguments, saved: dict, real) -> None:
 
 
 def mean_sd(values: list[float], scale: float, signed: bool = False) -> str:
+    """Mean ± the sample standard deviation, as bench.real_bins reports (one value: no spread)."""
     digits = 1 if scale == 100 else 3
     sign = "+" if signed else ""
-    return f"{float(np.mean(values)) * scale:{sign}.{digits}f} ± {float(np.std(values)) * scale:.{digits}f}"
+    if len(values) == 1:
+        return f"{values[0] * scale:{sign}.{digits}f}"
+    return f"{float(np.mean(values)) * scale:{sign}.{digits}f} ± {float(np.std(values, ddof=1)) * scale:.{digits}f}"
 
 
 def report(saved: dict) -> str:

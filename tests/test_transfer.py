@@ -93,3 +93,10 @@ def test_report_only_and_bad_parts(tmp_path, capsys):
     with pytest.raises(SystemExit) as done:
         transfer.main(["--real", str(tmp_path), "--output", str(tmp_path / "x.json")])
     assert done.value.code == 2 and "error: no real bins" in capsys.readouterr().err
+
+
+def test_spreads_are_sample_standard_deviations_as_in_bench_real_bins():
+    """Both benches' "mean ± sd" must be on the same footing, or the README compares unlike spreads."""
+    assert transfer.mean_sd([0.1, 0.2, 0.3], 1) == "0.200 ± 0.100"  # population sd would print 0.082
+    assert transfer.mean_sd([0.01, -0.03], 100, signed=True) == "-1.0 ± 2.8"
+    assert transfer.mean_sd([0.25], 100) == "25.0", "one run has no spread"
