@@ -379,14 +379,16 @@ def pooled_calibration(saved: dict) -> list[dict]:
             "bins": len(labels), "ece": calibration.scores(scaled, labels)["ece"],
             "floor": calibration.ece_if_calibrated(calibration.softmax(scaled))["mean"]})
     return [{"variant": variant, "seeds": len(rows), "bins per seed": f"{statistics.mean(r['bins'] for r in rows):.0f}",
-             "ECE after T, folds pooled": _spread([r["ece"] for r in rows]),
-             "ECE if calibrated, pooled": _spread([r["floor"] for r in rows])} for variant, rows in by_variant.items()]
+             "ECE after T, folds pooled": spread([r["ece"] for r in rows]),
+             "ECE if calibrated, pooled": spread([r["floor"] for r in rows])} for variant, rows in by_variant.items()]
 
 
-def _spread(values: list[float]) -> str:
+def spread(values: list[float], digits: int = 3, signed: bool = False) -> str:
+    """Mean ± the sample standard deviation (the one value when there is one): every bench table's spread."""
+    sign = "+" if signed else ""
     if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+        return f"{values[0]:{sign}.{digits}f}"
+    return f"{statistics.mean(values):{sign}.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
 COLUMNS = {  # table column -> (row key, scale)
@@ -420,16 +422,14 @@ def report(saved: dict, by_variant: dict[str, list[dict]]) -> str:
         for column, (key, scale) in COLUMNS.items():
             values = [scale * r[key] for r in runs if r[key] is not None]
             digits = 1 if scale == 100 or key == "train_s" else 3
-            row[column] = (f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
-                           if len(values) > 1 else f"{values[0]:.{digits}f}" if values else "–")
+            row[column] = spread(values, digits) if values else "–"
         rows.append(row)
     constants = next(iter(by_variant.values()), [])
     if constants:
         accuracy = [100 * r["const_accuracy"] for r in constants]
         rmse = [r["const_rmse"] for r in constants]
         rows.append({"variant": "constant (majority / central count of the training part)", "runs": len(constants),
-                     "accuracy (%)": f"{statistics.mean(accuracy):.1f} ± {statistics.stdev(accuracy):.1f}",
-                     "RMSE argmax": f"{statistics.mean(rmse):.3f} ± {statistics.stdev(rmse):.3f}"})
+                     "accuracy (%)": spread(accuracy, 1), "RMSE argmax": spread(rmse)})
     text = (f"Data: {saved.get('data')}. Machine: {describe(saved['machine'])} (shared with other work).\n\n"
             + markdown_table(rows, ["variant", "runs", *COLUMNS]))
     pooled = pooled_calibration(saved)

@@ -4,6 +4,7 @@
     python -m bench.transfer --parts pretrain --finetune_variant heavy-aug-64
     python -m bench.transfer --parts synthetic-only --synthetic_variant heavy-aug-64
     python -m bench.transfer --report_only    # the tables from the runs saved so far
+    python -m bench.transfer --report_only --output B.json --paired_with A.json   # B's arms paired against A's
 
 1. Synthetic only: the demo's recipe (tiny-resnet from scratch, 15 epochs, learning rate 2e-3, batch 32, the default
    augmentation; 0-5 items as six classes) trained on synthetic bins, tested on every real bin: accuracy, RMSE,
@@ -74,6 +75,9 @@ class TransferArguments:
     threads: int = field(default=1, metadata={"help": "torch threads (the CPU is usually shared)."})
     output: str = field(default=str(RESULTS / "transfer.json"), metadata={"help": "Resumable results file."})
     report_only: bool = field(default=False, metadata={"help": "Print the tables of the runs saved so far."})
+    paired_with: str | None = field(default=None, metadata={
+        "help": "Another results file (e.g. pre-trained on another --synthetic_images): also print each arm's paired "
+                "differences against the same arm there, on the seeds and folds both hold."})
 
 
 def synthetic_bins(folder: Path, count: int, resolution: int) -> tuple[list, np.ndarray, list[str]]:
@@ -195,16 +199,23 @@ def run_pretrain(args: TransferArguments, saved: dict, real) -> None:
 
 
 def mean_sd(values: list[float], scale: float, signed: bool = False) -> str:
-    """Mean ± the sample standard deviation, as bench.real_bins reports (one value: no spread)."""
-    digits = 1 if scale == 100 else 3
-    sign = "+" if signed else ""
-    if len(values) == 1:
-        return f"{values[0] * scale:{sign}.{digits}f}"
-    return f"{float(np.mean(values)) * scale:{sign}.{digits}f} ± {float(np.std(values, ddof=1)) * scale:.{digits}f}"
+    """bench.real_bins' spread of the scaled values: percentages to 0.1, the rest to 0.001."""
+    return real_bins.spread([float(v) * scale for v in values], 1 if scale == 100 else 3, signed)
 
 
-def report(saved: dict) -> str:
-    """The two tables: synthetic only vs the constants; pre-trained vs real only (mean ± sd over seeds and folds)."""
+def pretrain_arms(saved: dict) -> dict[str, dict[tuple, dict]]:
+    """Every fine-tuning run scored, by arm, then by (settings, seed, fold): the key runs are paired on."""
+    arms: dict[str, dict[tuple, dict]] = {}
+    for run in saved["runs"].values():
+        if run["part"] == "pretrain":
+            pair = (json.dumps(run["settings"], sort_keys=True), run["seed"], run["fold"])
+            arms.setdefault(run["variant"], {})[pair] = real_bins.scored(run)
+    return arms
+
+
+def report(saved: dict, baseline: tuple[str, dict] | None = None) -> str:
+    """The two tables: synthetic only vs the constants; pre-trained vs real only (mean ± sd over seeds and folds);
+    with ``baseline`` (its name and its saved runs), each arm's paired differences against the same arm there."""
     by_variant: dict[str, list[dict]] = {}
     for run in saved["runs"].values():
         if run["part"] == "synthetic-only":
@@ -225,14 +236,25 @@ def report(saved: dict) -> str:
                    "expected-count RMSE": f"{first['prior_rmse_expected']:.3f}",
                    "true records called mismatch (%)": f"{100 * first['prior_false_alarm']:.1f}"}]
         text += ["", markdown_table(table)]
-    arms: dict[str, dict[tuple, dict]] = {}  # arm -> (settings, seed, fold) -> scores
-    for run in saved["runs"].values():
-        if run["part"] == "pretrain":
-            pair = (json.dumps(run["settings"], sort_keys=True), run["seed"], run["fold"])
-            arms.setdefault(run["variant"], {})[pair] = real_bins.scored(run)
+    arms = pretrain_arms(saved)
     if arms:
         text += ["", markdown_table(pretrain_table(arms)), "", markdown_table(real_bins.pooled_calibration(saved))]
+    if arms and baseline:
+        text += ["", markdown_table(paired_against(arms, pretrain_arms(baseline[1]), baseline[0]))]
     return "\n".join(text)
+
+
+def paired_against(arms: dict[str, dict[tuple, dict]], base: dict[str, dict[tuple, dict]], name: str) -> list[dict]:
+    """Each arm's paired differences against the same arm in another results file (say, pre-trained on another
+    number of synthetic bins), over the (settings, seed, fold) runs both hold."""
+    table = []
+    for arm, scores in arms.items():
+        pairs = [pair for pair in scores if pair in base.get(arm, {})]
+        if pairs:
+            table.append({"model": f"{arm}: paired difference against {name}", "runs": len(pairs),
+                          **{column: mean_sd([scores[p][key] - base[arm][p][key] for p in pairs], scale, signed=True)
+                             for column, (key, scale) in PRETRAIN_COLUMNS.items()}})
+    return table
 
 
 def pretrain_table(arms: dict[str, dict[tuple, dict]]) -> list[dict]:
@@ -262,8 +284,13 @@ def main(argv: list[str] | None = None) -> int:
     (args,) = HfArgumentParser(TransferArguments).parse_args_into_dataclasses(argv)
     output = Path(args.output)
     saved = json.loads(output.read_text()) if output.is_file() else {"runs": {}}
+    baseline = None
+    if args.paired_with:
+        if not Path(args.paired_with).is_file():
+            fail(f"no results file at --paired_with {args.paired_with}")
+        baseline = (args.paired_with, json.loads(Path(args.paired_with).read_text()))
     if args.report_only:
-        print(report(saved))
+        print(report(saved, baseline))
         return 0
     if not (Path(args.real) / "bucket").is_dir():
         fail(f"no real bins at {args.real} (expected the abid-real layout: bucket/ and folders/)")
@@ -290,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     run_synthetic_only(args, saved, synthetic, real)  # its model is also the pre-trained one
     if "pretrain" in args.parts:
         run_pretrain(args, saved, real)
-    text = report(saved)
+    text = report(saved, baseline)
     print(text)
     output.with_suffix(".md").write_text(text + "\n")
     return 0

@@ -95,6 +95,36 @@ def test_report_only_and_bad_parts(tmp_path, capsys):
     assert done.value.code == 2 and "error: no real bins" in capsys.readouterr().err
 
 
+def _fine_tuning_run(rng: np.random.Generator, seed: int, fold: int, hit: float) -> dict:
+    """A saved fine-tuning run of 40 held-out bins whose logits favour the true count in about ``hit`` of them."""
+    labels = rng.integers(0, 5, 40)
+    logits = rng.normal(0, 1, (40, 5))
+    logits[np.arange(40), labels] += 4 * (rng.random(40) < hit)
+    return {"part": "pretrain", "variant": "pretrained+real", "seed": seed, "fold": fold, "settings": {"lr": 5e-4},
+            "train_s": 1.0, "fit_labels": rng.integers(0, 5, 80).tolist(), "validation_labels": labels.tolist(),
+            "validation_logits": logits.tolist(), "test_labels": labels.tolist(), "test_logits": logits.tolist(),
+            "test_flip_logits": logits.tolist()}
+
+
+def test_paired_with_another_results_file_pairs_the_same_seeds_and_folds(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    base = {"runs": {f"pretrained+real/seed0/fold{k}of2": _fine_tuning_run(rng, 0, k, 0.3) for k in range(2)}}
+    better = {"runs": {f"pretrained+real/seed{s}/fold{k}of2": _fine_tuning_run(rng, s, k, 0.9)
+                       for s in range(2) for k in range(2)}}  # seed 1 has no partner in the base file
+    (tmp_path / "base.json").write_text(json.dumps(base))
+    (tmp_path / "better.json").write_text(json.dumps(better))
+    assert transfer.main(["--report_only", "--output", str(tmp_path / "better.json"),
+                          "--paired_with", str(tmp_path / "base.json")]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if "paired difference against" in line)
+    cells = [cell.strip() for cell in row.split("|")]
+    assert cells[2] == "2", "only the two runs both files hold are paired"
+    assert float(cells[3].split(" ± ")[0]) > 30, "the better file's accuracy gain, in points"
+    with pytest.raises(SystemExit) as done:
+        transfer.main(["--report_only", "--output", str(tmp_path / "better.json"), "--paired_with",
+                       str(tmp_path / "none.json")])
+    assert done.value.code == 2 and "no results file at --paired_with" in capsys.readouterr().err
+
+
 def test_spreads_are_sample_standard_deviations_as_in_bench_real_bins():
     """Both benches' "mean ± sd" must be on the same footing, or the README compares unlike spreads."""
     assert transfer.mean_sd([0.1, 0.2, 0.3], 1) == "0.200 ± 0.100"  # population sd would print 0.082
