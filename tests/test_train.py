@@ -233,6 +233,13 @@ def test_bad_config_fails_with_one_line_naming_file_and_key(tmp_path, capsys, te
     assert not (tmp_path / "out").exists()
 
 
+def test_options_that_do_not_go_together_fail_with_one_line(tmp_path, capsys):
+    line = fail(capsys, ["--output_dir", str(tmp_path / "out"), "--eval_strategy", "no", "--save_strategy", "epoch",
+                         "--load_best_model_at_end", "true"])
+    assert line.startswith("error: invalid training options: ") and "load_best_model_at_end" in line
+    assert not (tmp_path / "out").exists()
+
+
 def test_unknown_command_line_option_fails_with_one_line(tmp_path, capsys):
     line = fail(capsys, ["--output_dir", str(tmp_path / "out"), "--overwrite_output_dir", "true"])
     assert line == "error: unknown option '--overwrite_output_dir' (see python -m train.run --help)"

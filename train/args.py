@@ -159,7 +159,10 @@ def parse_args(argv: list[str] | None = None) -> tuple:
     config = pre.parse_known_args(argv)[0].config
     if config:
         parse.set_defaults(**read_config(config))
-    *groups, unknown = parse.parse_args_into_dataclasses(argv, return_remaining_strings=True)
+    try:
+        *groups, unknown = parse.parse_args_into_dataclasses(argv, return_remaining_strings=True)
+    except ValueError as error:  # TrainingArguments' own checks of options that do not go together
+        raise UsageError(f"invalid training options: {' '.join(str(error).split())}") from None
     if unknown:
         raise UsageError(f"unknown option {unknown[0]!r} (see python -m train.run --help)")
     return tuple(groups)
