@@ -100,6 +100,11 @@ VARIANTS = {
     # fine-tuning the synthetic pre-trained model (bench.transfer --finetune_variant): the recipe's rate, other losses
     "ordinal-64-heavy-aug-lr5e-4": {"objective": "ordinal", "augment": HEAVY_AUG, "lr": 5e-4},
     "count-aware-64-heavy-aug-lr5e-4": {"objective": "count_aware", "augment": HEAVY_AUG, "lr": 5e-4},
+    # ... and other schedules and augmentations at that rate
+    "heavy-aug-64-lr5e-4-40ep": {"augment": HEAVY_AUG, "lr": 5e-4, "epochs": 40},
+    "heavy-aug-64-lr5e-4-bs16": {"augment": HEAVY_AUG, "lr": 5e-4, "batch_size": 16},
+    "heavy-aug-64-lr5e-4-ema": {"augment": HEAVY_AUG, "lr": 5e-4, "ema": 0.98},
+    "heavier-aug-64-lr5e-4": {"augment": HEAVIER_AUG, "lr": 5e-4},
 }
 
 

@@ -19,7 +19,8 @@
    train on real bins with bench.real_bins' base settings, or with another of its variants (``--finetune_variant
    heavy-aug-64``: the real-bin recipe's augmentation), whose runs are saved beside the base ones.
 
-Training runs at ``--resolution`` (64 px: a shared 2-core CPU) on one thread. Results are saved after every run to
+Training runs at ``--resolution`` (64 px: a shared 2-core CPU) on one thread; ``--pretrain_resolution`` trains the
+synthetic-only model at another one. Results are saved after every run to
 bench/results/transfer.json (logits included) and a restarted bench skips finished runs; pre-trained weights are kept
 in bench/results/transfer/ as safetensors (the synthetic-only models, which are the pre-trained ones).
 """
@@ -62,6 +63,9 @@ class TransferArguments:
     folds: int = field(default=3, metadata={"help": "Cross-validation folds for pre-training vs real only."})
     synthetic_images: int = field(default=3000, metadata={"help": "Synthetic bins (the demo's default number)."})
     resolution: int = field(default=64, metadata={"help": "Training resolution (the demo's processor uses 128)."})
+    pretrain_resolution: int | None = field(default=None, metadata={
+        "help": "Resolution of the synthetic-only (pre-training) model, if not --resolution: the network pools "
+                "globally, so it fine-tunes at --resolution from weights learnt smaller and cheaper."})
     demo_epochs: int = field(default=15, metadata={"help": "Epochs of the synthetic-only (demo recipe) model."})
     finetune_epochs: int = field(default=20, metadata={"help": "Epochs on real bins (bench.real_bins' ce-64)."})
     synthetic_variant: str = field(default=DEFAULT_VARIANT, metadata={
@@ -127,7 +131,8 @@ def tagged(name: str, variant: str) -> str:
 
 def run_synthetic_only(args: TransferArguments, saved: dict, synthetic, real) -> None:
     images, labels, ids = synthetic
-    variant = DEMO | {"resolution": args.resolution, "epochs": args.demo_epochs}
+    resolution = synthetic_resolution(args)
+    variant = DEMO | {"resolution": resolution, "epochs": args.demo_epochs}
     variant |= real_bins.VARIANTS[args.synthetic_variant]
     for seed in args.seeds:
         key = f"{tagged('synthetic-only', args.synthetic_variant)}/seed{seed}"
@@ -140,13 +145,18 @@ def run_synthetic_only(args: TransferArguments, saved: dict, synthetic, real) ->
         saved["runs"][key] = {"part": "synthetic-only", "variant": args.synthetic_variant, "seed": seed,
                               "settings": variant,
                               "train_s": round(time.time() - started, 1), "test_counts": (real[1] + 1).tolist(),
-                              "test_logits": real_bins.logits_of(model, real[0], args.resolution)}
+                              "test_logits": real_bins.logits_of(model, real_bins.shrink(real[0], resolution),
+                                                                 resolution)}
         save(saved, Path(args.output))
         print(f"{key}: {saved['runs'][key]['train_s']:.0f} s", flush=True)
 
 
+def synthetic_resolution(args: TransferArguments) -> int:
+    return args.pretrain_resolution or args.resolution
+
+
 def weights_path(args: TransferArguments, seed: int) -> Path:
-    name = f"synthetic-only-seed{seed}-{args.resolution}px"
+    name = f"synthetic-only-seed{seed}-{synthetic_resolution(args)}px"
     if args.synthetic_variant != DEFAULT_VARIANT:
         name += f"-{args.synthetic_variant}"
     return Path(args.output).with_suffix("") / f"{name}.safetensors"
@@ -300,20 +310,23 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(args.arms) - {"real-only", "pretrained"}
     if unknown:
         fail(f"unknown --arms {sorted(unknown)}: choose from real-only, pretrained")
-    variants = (("--synthetic_variant", args.synthetic_variant), ("--finetune_variant", args.finetune_variant))
-    for option, name in variants:
+    variants = (("--synthetic_variant", args.synthetic_variant, synthetic_resolution(args)),
+                ("--finetune_variant", args.finetune_variant, args.resolution))
+    for option, name, resolution in variants:
         if name not in real_bins.VARIANTS:
             fail(f"unknown {option} {name}: choose from {', '.join(real_bins.VARIANTS)}")
-        if real_bins.VARIANTS[name].get("resolution", args.resolution) != args.resolution:
-            fail(f"{option} {name} trains at another resolution than --resolution")
+        if real_bins.VARIANTS[name].get("resolution", resolution) != resolution:
+            fail(f"{option} {name} trains at another resolution than its model ({resolution} px)")
     torch.set_num_threads(args.threads)
     work = output.with_suffix("")
     stored, labels, ids = real_bins.build_pool(Path(args.real), work / "real")
     real = (real_bins.shrink(stored, args.resolution), labels, ids)
-    synthetic = synthetic_bins(work / "synthetic", args.synthetic_images, args.resolution)
+    synthetic = synthetic_bins(work / "synthetic", args.synthetic_images, synthetic_resolution(args))
     saved["machine"] = machine()
     saved["data"] = (f"{len(labels)} real bins with 1-5 items from {args.real} (pooled layouts); "
                      f"{args.synthetic_images} synthetic bins (data.synthetic, seed 0); {args.resolution} px")
+    if synthetic_resolution(args) != args.resolution:
+        saved["data"] += f", pre-trained at {synthetic_resolution(args)} px"
     run_synthetic_only(args, saved, synthetic, real)  # its model is also the pre-trained one
     if "pretrain" in args.parts:
         run_pretrain(args, saved, real)

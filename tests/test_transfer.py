@@ -87,6 +87,16 @@ def test_tiny_transfer_run_scores_every_arm_and_resumes(real_like, tmp_path, cap
     assert done.value.code == 2 and "--synthetic_variant heavy-aug-96 trains at another resolution" in \
         capsys.readouterr().err
 
+    # pre-trained smaller than it is fine-tuned: its own weights file, and the pre-trained arm fine-tunes from it
+    smaller = tmp_path / "smaller.json"
+    assert transfer.main([*argv, "--output", str(smaller), "--pretrain_resolution", "12"]) == 0
+    runs = json.loads(smaller.read_text())["runs"]
+    assert runs["synthetic-only/seed0"]["settings"]["resolution"] == 12
+    assert runs["pretrained+real/seed0/fold0of2"]["settings"]["resolution"] == 16
+    assert list((tmp_path / "smaller").glob("synthetic-only-seed0-12px.safetensors"))
+    assert runs["pretrained+real/seed0/fold0of2"]["test_logits"] != saved["runs"]["pretrained+real/seed0/fold0of2"][
+        "test_logits"]
+
 
 def test_report_only_and_bad_parts(tmp_path, capsys):
     assert transfer.main(["--report_only", "--output", str(tmp_path / "none.json")]) == 0
