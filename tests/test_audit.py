@@ -132,6 +132,17 @@ def test_audit_refuses_unlabelled_or_mismatched_splits(tmp_path, capsys, one_tor
     assert not (model / "audit-test").exists()
 
 
+@pytest.mark.parametrize("option, value", [("--discrepancy_rate", "3"), ("--target_false_alarm", "2"),
+                                           ("--batch_size", "0")])
+def test_audit_refuses_out_of_range_options_with_one_line(tmp_path, capsys, option, value):
+    model = make_tiny_model(tmp_path / "model", labels=NAMES)
+    capsys.readouterr()
+    assert audit.main(["--model", str(model), "--dataset", str(tmp_path), option, value]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {option} must be " + {
+        "--discrepancy_rate": "between 0 and 1, got 3.0", "--target_false_alarm": "a share in (0, 1), got 2.0",
+        "--batch_size": ">= 1, got 0"}[option]
+
+
 def verdict(model, image: bytes, quantity: int, **parameters) -> dict:
     body = json.dumps({"inputs": base64.b64encode(image).decode(),
                        "parameters": {"expected_quantity": quantity, **parameters}})

@@ -240,6 +240,16 @@ def test_options_that_do_not_go_together_fail_with_one_line(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("option, value, rule", [
+    ("--image_size", "-3", "a positive number of pixels"), ("--crop_scale", "1.5", "an area fraction in (0, 1]"),
+    ("--color_jitter", "2", "in [0, 1)"), ("--target_false_alarm", "1.5", "a share in (0, 1)"),
+    ("--torch_threads", "0", ">= 1")])
+def test_out_of_range_counting_options_fail_with_one_line(tmp_path, capsys, option, value, rule):
+    line = fail(capsys, ["--output_dir", str(tmp_path / "out"), option, value])
+    assert line.startswith(f"error: invalid training options: {option} must be {rule}, got ")
+    assert not (tmp_path / "out").exists()
+
+
 def test_unknown_command_line_option_fails_with_one_line(tmp_path, capsys):
     line = fail(capsys, ["--output_dir", str(tmp_path / "out"), "--overwrite_output_dir", "true"])
     assert line == "error: unknown option '--overwrite_output_dir' (see python -m train.run --help)"

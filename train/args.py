@@ -99,6 +99,23 @@ class CountingArguments:
     early_stopping_patience: int | None = field(default=None, metadata={
         "help": "Stop after this many evaluations without improvement of metric_for_best_model."})
 
+    def __post_init__(self) -> None:
+        """Refuse values that would train something else than asked without failing (parse_args makes the
+        ValueError one error line)."""
+        limits = ((self.image_size is None or self.image_size > 0, "image_size", "a positive number of pixels"),
+                  (0 < self.crop_scale <= 1, "crop_scale", "an area fraction in (0, 1]"),
+                  (self.rotation_degrees >= 0, "rotation_degrees", ">= 0"),
+                  (0 <= self.color_jitter < 1, "color_jitter", "in [0, 1)"),
+                  (0 < self.target_false_alarm < 1, "target_false_alarm", "a share in (0, 1)"),
+                  (0 <= self.neighbour_mass < 1, "neighbour_mass", "in [0, 1)"),
+                  (self.count_loss_weight >= 0, "count_loss_weight", ">= 0"),
+                  (self.torch_threads is None or self.torch_threads >= 1, "torch_threads", ">= 1"),
+                  (self.early_stopping_patience is None or self.early_stopping_patience >= 1,
+                   "early_stopping_patience", ">= 1"))
+        for ok, name, rule in limits:
+            if not ok:
+                raise ValueError(f"--{name} must be {rule}, got {getattr(self, name)}")
+
 
 @dataclass
 class OutputArguments:

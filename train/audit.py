@@ -303,6 +303,10 @@ def run(args: AuditArguments) -> dict:
 
     if not 0 <= args.discrepancy_rate <= 1:
         raise UsageError(f"--discrepancy_rate must be between 0 and 1, got {args.discrepancy_rate}")
+    if not 0 < args.target_false_alarm < 1:
+        raise UsageError(f"--target_false_alarm must be a share in (0, 1), got {args.target_false_alarm}")
+    if args.batch_size < 1:
+        raise UsageError(f"--batch_size must be >= 1, got {args.batch_size}")
     try:
         config = AutoConfig.from_pretrained(args.model)
     except OSError:
