@@ -8,7 +8,7 @@
 
     @entry_point
     def main(argv: list[str] | None = None) -> int:
-        (args,) = HfArgumentParser(MyArguments).parse_args_into_dataclasses(argv)
+        (args,) = parse(HfArgumentParser(MyArguments), argv)
         ...
 
     if __name__ == "__main__":
@@ -87,6 +87,19 @@ def entry_point(main: Callable[..., int | None] | None = None, *,
             return run_cli(func, argv, user_errors)
         return wrapper
     return wrap(main) if main is not None else wrap
+
+
+def parse(parser, argv: Sequence[str] | None = None) -> tuple:
+    """``parser.parse_args_into_dataclasses(argv)`` (an ``HfArgumentParser``), with its complaints as ``UserError``:
+    it raises a plain ValueError for an unknown option, and the dataclasses' own checks (``__post_init__``, such as
+    TrainingArguments') raise ValueError for values that do not go together, both of which would read as a bug."""
+    try:
+        *groups, rest = parser.parse_args_into_dataclasses(argv, return_remaining_strings=True)
+    except ValueError as error:
+        raise UserError(f"invalid options: {one_line(error)}") from None
+    if rest:
+        raise UserError(f"unknown option {rest[0]!r} (see --help)")
+    return tuple(groups)
 
 
 def option_names(*dataclass_types: type) -> set[str]:

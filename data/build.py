@@ -36,7 +36,7 @@ from transformers import HfArgumentParser
 
 from cloud import s3
 from core import storage
-from core.cli import UserError, entry_point
+from core.cli import UserError, entry_point, parse
 from core.labels import LabelSpace
 from core.storage import Store
 from data import abid, card
@@ -330,7 +330,7 @@ def summary(report: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     parser = HfArgumentParser((SourceArguments, SelectionArguments, OutputArguments))
-    source, selection, out = parser.parse_args_into_dataclasses(argv)
+    source, selection, out = parse(parser, argv)
     report = build(source, selection, out)
     if "kept" in report:
         print(summary(report))

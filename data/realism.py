@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from core.cli import UserError, entry_point
+from core.cli import UserError, entry_point, parse
 
 # Strap strands are about 1% of the image height apart (~95 cycles per height); the row profile is resampled to
 # PROFILE_ROWS rows so that frequency sits well below Nyquist whatever the image size.
@@ -278,7 +278,7 @@ def markdown(report: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     from transformers import HfArgumentParser
 
-    (args,) = HfArgumentParser(RealismArguments).parse_args_into_dataclasses(argv)
+    (args,) = parse(HfArgumentParser(RealismArguments), argv)
     if args.max_images < 4:
         raise UserError(f"--max_images must be at least 4, got {args.max_images}")
     os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -44,7 +44,7 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
-from core.cli import entry_point
+from core.cli import entry_point, parse
 from data.synthetic_render import Look, render_bin, sample_look, sample_size
 
 __all__ = ["bin_id", "count_weights", "generate", "make_bin", "make_metadata", "render_bin", "sample_products",
@@ -268,7 +268,7 @@ class SyntheticArguments:
 def main(argv: list[str] | None = None) -> None:
     from transformers import HfArgumentParser  # slow to import; only the command line needs it
 
-    (args,) = HfArgumentParser(SyntheticArguments).parse_args_into_dataclasses(argv)
+    (args,) = parse(HfArgumentParser(SyntheticArguments), argv)
     written = generate(Path(args.output), args.num_images, args.seed, args.min_count, args.max_count,
                        args.num_proc, args.overwrite)
     print(f"wrote {written} of {args.num_images} bins to {args.output}")

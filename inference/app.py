@@ -23,7 +23,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script (a Space runs app.py)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.cli import UserError, entry_point
+from core.cli import UserError, entry_point, parse
 from inference import handler
 
 logger = logging.getLogger("inference.app")
@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    (args,) = HfArgumentParser(AppArguments).parse_args_into_dataclasses(argv)
+    (args,) = parse(HfArgumentParser(AppArguments), argv)
     examples = example_photos(args.examples)
     try:
         settings = handler.Settings.from_env()

@@ -32,7 +32,7 @@ from tqdm import tqdm
 from transformers import HfArgumentParser
 
 from core import storage
-from core.cli import UserError, entry_point
+from core.cli import UserError, entry_point, parse
 from data.abid import METADATA_MISSING, READ_FAILED, BadRecord, parse_metadata
 from inference import handler
 from inference.backends import load_backend
@@ -201,7 +201,7 @@ def summary(rows: int, errors: int, verdicts: Counter, unverified: Counter, outp
 def main(argv: list[str] | None = None) -> int:
     parser = HfArgumentParser(PredictArguments, prog="python -m inference.predict")
     parser.add_argument("paths", nargs="+", metavar="PATH", help="Image files, folders or s3:// prefixes.")
-    args, rest = parser.parse_args_into_dataclasses(argv)
+    args, rest = parse(parser, argv)
 
     # Check every input, then load the model
     try:

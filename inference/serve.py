@@ -26,7 +26,7 @@ import uvicorn
 from transformers import HfArgumentParser
 from uvicorn.supervisors import Multiprocess
 
-from core.cli import entry_point
+from core.cli import entry_point, parse
 from inference.asgi import JsonErrorsProtocol, Options, create_app, options_env, setup_logging
 from inference.backends import BACKENDS, load_backend
 
@@ -121,7 +121,7 @@ def export_once(args: ServeArguments) -> None:
 
 @entry_point(user_errors=(OSError, ValueError))
 def main(argv: list[str] | None = None) -> None:
-    (args,) = HfArgumentParser(ServeArguments).parse_args_into_dataclasses(argv)
+    (args,) = parse(HfArgumentParser(ServeArguments), argv)
     setup_logging()
     check(args)
     export_once(args)

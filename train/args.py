@@ -20,6 +20,7 @@ import torch
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
+from core import cli
 from core.cli import UserError
 
 SAGEMAKER_CHECKPOINTS = "/opt/ml/checkpoints"
@@ -100,8 +101,8 @@ class CountingArguments:
         "help": "Stop after this many evaluations without improvement of metric_for_best_model."})
 
     def __post_init__(self) -> None:
-        """Refuse values that would train something else than asked without failing (parse_args makes the
-        ValueError one error line)."""
+        """Refuse values that would train something else than asked without failing (``core.cli.parse`` makes
+        the ValueError one error line)."""
         limits = ((self.image_size is None or self.image_size > 0, "image_size", "a positive number of pixels"),
                   (0 < self.crop_scale <= 1, "crop_scale", "an area fraction in (0, 1]"),
                   (self.rotation_degrees >= 0, "rotation_degrees", ">= 0"),
@@ -176,13 +177,7 @@ def parse_args(argv: list[str] | None = None) -> tuple:
     config = pre.parse_known_args(argv)[0].config
     if config:
         parse.set_defaults(**read_config(config))
-    try:
-        *groups, unknown = parse.parse_args_into_dataclasses(argv, return_remaining_strings=True)
-    except ValueError as error:  # TrainingArguments' own checks of options that do not go together
-        raise UsageError(f"invalid training options: {' '.join(str(error).split())}") from None
-    if unknown:
-        raise UsageError(f"unknown option {unknown[0]!r} (see python -m train.run --help)")
-    return tuple(groups)
+    return cli.parse(parse, argv)
 
 
 def read_config(path: str) -> dict:

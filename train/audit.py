@@ -332,11 +332,11 @@ def run(args: AuditArguments) -> dict:
 def main(argv: list[str] | None = None) -> int:
     from transformers import HfArgumentParser
 
-    from core.cli import run_cli
+    from core.cli import parse, run_cli
 
     def start(arguments: list[str] | None) -> int:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-        (args,) = HfArgumentParser(AuditArguments).parse_args_into_dataclasses(arguments)
+        (args,) = parse(HfArgumentParser(AuditArguments), arguments)
         run(args)
         return 0
 

@@ -18,7 +18,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.cli import entry_point
+from core.cli import entry_point, parse
 from train import model as models
 from train.args import ARGUMENT_GROUPS, defaults
 from train.run import setup
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     parser = HfArgumentParser((SearchArguments, *ARGUMENT_GROUPS))
     parser.set_defaults(**defaults())
-    search_args, *groups = parser.parse_args_into_dataclasses(argv)
+    search_args, *groups = parse(parser, argv)
     result = search(search_args, *groups)
     print(f"best {result['objective']} = {result['best_value']:.4f} with {json.dumps(result['best_params'])}")
     return 0
