@@ -98,6 +98,14 @@ class OutputArguments:
         "help": "Hub configuration to publish as (files under <name>/), so one dataset repo holds several "
                 "(moderate, udacity, hard): load_dataset(ID, NAME)."})
 
+    def __post_init__(self) -> None:
+        """Sizes and counts below 1 would build an empty or unreadable dataset, or none at all, without saying why."""
+        for name in ("shorter_side", "jpeg_quality", "max_pixels", "num_proc", "io_threads", "chunk_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
+        if self.jpeg_quality > 100:
+            raise ValueError(f"--jpeg_quality must be <= 100, got {self.jpeg_quality}")
+
 
 def hosts(args: OutputArguments) -> tuple[int, int]:
     """(num_hosts, host_index) from the arguments, SageMaker's env, or a Processing job's resourceconfig.json."""

@@ -263,6 +263,13 @@ def test_rerun_reuses_and_other_options_refuse(sample, tmp_path, capsys):
     assert build("--source", str(sample), "--output", out, "--limit", "12", "--overwrite") == 0
 
 
+@pytest.mark.parametrize("option, value", [("--shorter_side", "0"), ("--num_proc", "0"), ("--jpeg_quality", "101")])
+def test_out_of_range_output_options_fail_with_one_line(sample, tmp_path, capsys, option, value):
+    assert build("--source", str(sample), "--output", str(tmp_path / "ds"), option, value) == 2
+    assert capsys.readouterr().err.strip().startswith(f"error: invalid options: {option} must be ")
+    assert not (tmp_path / "ds").exists()
+
+
 def test_count_folders_with_and_without_split_folders(tmp_path):
     flat = tmp_path / "flat"
     for count, ids in {"1": ["a", "b"], "3": ["c"], "7": ["d"]}.items():
