@@ -78,7 +78,7 @@ def main() -> None:
     for objective in ("cross_entropy", "count_aware"):
         mine = [r for r in rows if r["objective"] == objective]
         summary.append({"objective": objective, **{
-            k: f"{statistics.mean(r[k] for r in mine):.4f} ± {statistics.pstdev(r[k] for r in mine):.4f}"
+            k: f"{statistics.mean(r[k] for r in mine):.4f} ± {sample_sd([r[k] for r in mine]):.4f}"
             for k in KEYS}})
     info = machine()
     save_results("objective", {"machine": info, "dataset": dataset, "model": bench.model, "epochs": bench.epochs,
@@ -88,6 +88,11 @@ def main() -> None:
     base = rows[0]
     print(f"\nConstant baselines on the test split: majority accuracy {base['baseline_majority_accuracy']:.4f}, "
           f"most central count RMSE {base['baseline_constant_rmse']:.4f}")
+
+
+def sample_sd(values: list[float]) -> float:
+    """The sample standard deviation, as every other bench prints (0 for a single run)."""
+    return statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 if __name__ == "__main__":

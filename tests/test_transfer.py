@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 import pytest
 
-from bench import transfer
+from bench import objective, transfer
 from data.synthetic import generate
 
 
@@ -140,3 +140,4 @@ def test_spreads_are_sample_standard_deviations_as_in_bench_real_bins():
     assert transfer.mean_sd([0.1, 0.2, 0.3], 1) == "0.200 ± 0.100"  # population sd would print 0.082
     assert transfer.mean_sd([0.01, -0.03], 100, signed=True) == "-1.0 ± 2.8"
     assert transfer.mean_sd([0.25], 100) == "25.0", "one run has no spread"
+    assert objective.sample_sd([0.1, 0.2, 0.3]) == pytest.approx(0.1) and objective.sample_sd([0.4]) == 0.0
