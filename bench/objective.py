@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import statistics
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from transformers import HfArgumentParser
 
+from bench.real_bins import spread
 from bench.report import RESULTS, describe, machine, markdown_table, save_results
 from bench.train_throughput import model_source, synthetic_dataset
 from train.args import parse_args
@@ -74,12 +74,7 @@ def main() -> None:
             rows.append({"objective": objective, "seed": seed, **{k: metrics[k] for k in KEYS},
                          "baseline_majority_accuracy": metrics["test_baseline_majority_accuracy"],
                          "baseline_constant_rmse": metrics["test_baseline_constant_rmse"]})
-    summary = []
-    for objective in ("cross_entropy", "count_aware"):
-        mine = [r for r in rows if r["objective"] == objective]
-        summary.append({"objective": objective, **{
-            k: f"{statistics.mean(r[k] for r in mine):.4f} ± {sample_sd([r[k] for r in mine]):.4f}"
-            for k in KEYS}})
+    summary = summarise(rows)
     info = machine()
     save_results("objective", {"machine": info, "dataset": dataset, "model": bench.model, "epochs": bench.epochs,
                                "count_loss_weight": bench.count_loss_weight, "runs": rows, "summary": summary})
@@ -90,9 +85,11 @@ def main() -> None:
           f"most central count RMSE {base['baseline_constant_rmse']:.4f}")
 
 
-def sample_sd(values: list[float]) -> float:
-    """The sample standard deviation, as every other bench prints (0 for a single run)."""
-    return statistics.stdev(values) if len(values) > 1 else 0.0
+def summarise(rows: list[dict]) -> list[dict]:
+    """Each objective's mean ± sd over its seeds, in bench.real_bins' one spread format (sample sd)."""
+    return [{"objective": objective, **{key: spread([r[key] for r in rows if r["objective"] == objective], 4)
+                                        for key in KEYS}}
+            for objective in ("cross_entropy", "count_aware")]
 
 
 if __name__ == "__main__":

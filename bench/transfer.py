@@ -134,6 +134,7 @@ def run_synthetic_only(args: TransferArguments, saved: dict, synthetic, real) ->
     resolution = synthetic_resolution(args)
     variant = DEMO | {"resolution": resolution, "epochs": args.demo_epochs}
     variant |= real_bins.VARIANTS[args.synthetic_variant]
+    real_images = real_bins.shrink(real[0], resolution)  # scored at the model's own resolution
     for seed in args.seeds:
         key = f"{tagged('synthetic-only', args.synthetic_variant)}/seed{seed}"
         if key in saved["runs"]:
@@ -145,8 +146,7 @@ def run_synthetic_only(args: TransferArguments, saved: dict, synthetic, real) ->
         saved["runs"][key] = {"part": "synthetic-only", "variant": args.synthetic_variant, "seed": seed,
                               "settings": variant,
                               "train_s": round(time.time() - started, 1), "test_counts": (real[1] + 1).tolist(),
-                              "test_logits": real_bins.logits_of(model, real_bins.shrink(real[0], resolution),
-                                                                 resolution)}
+                              "test_logits": real_bins.logits_of(model, real_images, resolution)}
         save(saved, Path(args.output))
         print(f"{key}: {saved['runs'][key]['train_s']:.0f} s", flush=True)
 

@@ -140,4 +140,6 @@ def test_spreads_are_sample_standard_deviations_as_in_bench_real_bins():
     assert transfer.mean_sd([0.1, 0.2, 0.3], 1) == "0.200 ± 0.100"  # population sd would print 0.082
     assert transfer.mean_sd([0.01, -0.03], 100, signed=True) == "-1.0 ± 2.8"
     assert transfer.mean_sd([0.25], 100) == "25.0", "one run has no spread"
-    assert objective.sample_sd([0.1, 0.2, 0.3]) == pytest.approx(0.1) and objective.sample_sd([0.4]) == 0.0
+    rows = [{"objective": name, "seed": seed, **dict.fromkeys(objective.KEYS, value)}
+            for name in ("cross_entropy", "count_aware") for seed, value in enumerate((0.1, 0.2, 0.3))]
+    assert objective.summarise(rows)[0][objective.KEYS[0]] == "0.2000 ± 0.1000", "bench.objective's too"
